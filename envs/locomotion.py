@@ -12,10 +12,12 @@ costed, so a Gaussian policy's raw samples can be passed in.
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
+from metarl_envs.models import compile_model
 from metarl_envs.tasks import GoalDirection, GoalVelocity, TaskEnvMixin, TaskFamily
 
 CHEETAH_TASKS: dict[str, TaskFamily] = {
@@ -46,6 +48,13 @@ class HalfCheetahTaskEnv(TaskEnvMixin, HalfCheetahEnv):
         self.oracle = bool(oracle)
         super().__init__(ctrl_cost_weight=ctrl_cost_weight, **kwargs)
         self.observation_space = self._init_task_api(self.observation_space)
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        # Gymnasium's loader, minus the deprecation warning its half_cheetah.xml triggers.
+        model = compile_model(self.fullpath)
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
 
     def step(self, action):
         action = np.clip(action, self.action_space.low, self.action_space.high)

@@ -262,3 +262,26 @@ def test_stepping_before_set_task_uses_documented_default(env_id):
 def test_unknown_goal_kind_is_a_clear_error():
     with pytest.raises(ValueError, match="goal must be one of"):
         metarl_envs.locomotion.HalfCheetahTaskEnv(goal="height")
+
+
+def test_cheetah_model_equals_gymnasiums_and_logs_nothing(tmp_path, monkeypatch):
+    import mujoco
+
+    quiet, plain = tmp_path / "quiet", tmp_path / "plain"
+    quiet.mkdir()
+    plain.mkdir()
+    monkeypatch.chdir(quiet)
+    env = make("metarl/HalfCheetahVel-v0").unwrapped
+    ours = env.model
+    assert not (quiet / "MUJOCO_LOG.TXT").exists()
+    monkeypatch.chdir(plain)  # Gymnasium's plain loader, for reference (it may log here)
+    reference = mujoco.MjModel.from_xml_path(env.fullpath)
+    compared = 0
+    for name in dir(reference):
+        value = getattr(reference, name)
+        if not name.startswith("_") and isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(getattr(ours, name), value, err_msg=name)
+            compared += 1
+    assert compared > 50
+    assert ours.stat.meaninertia == reference.stat.meaninertia
+    assert ours.body_subtreemass[0] == pytest.approx(14.0)
