@@ -54,8 +54,9 @@ def test_regular_install_in_fresh_venv_imports_metarl_envs(tmp_path):
     purelib = run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
     ).stdout.strip()
-    (Path(purelib) / "outer_dependencies.pth").write_text("\n".join(site.getsitepackages()))
     run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheels[0])])
+    # After the install, so that pip does not find this interpreter's metarl "already installed".
+    (Path(purelib) / "outer_dependencies.pth").write_text("\n".join(site.getsitepackages()))
 
     out = json.loads(run([str(python), "-c", CHECK], cwd=tmp_path).stdout.splitlines()[-1])
     assert Path(out["metarl_envs"]).is_relative_to(purelib)
