@@ -8,7 +8,7 @@ the goal (and is truncated at the horizon of 100 steps by the registration).
 
 The dynamics are written for a batch of points (`navigation_step`), so a
 sampler can step thousands of points at once in numpy; the env is that
-function applied to a batch of one.
+function applied to a batch of one, and `Navigation2DVectorEnv` steps many points.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 from metarl_envs.tasks import GoalPosition, TaskEnvMixin
+from metarl_envs.vector import EpisodeTracker, reset_arguments
 
 MAX_SPEED = 0.1
 GOAL_RADIUS = 0.01
@@ -70,3 +73,44 @@ class Navigation2DEnv(TaskEnvMixin, gym.Env):
         info = {"reward_distance": float(rewards[0]), "action_clipped": clipped[0]}
         observation = self._with_task_features(self._position.copy())
         return observation, float(rewards[0]), bool(terminated[0]), False, info
+
+
+class Navigation2DVectorEnv(VectorEnv):
+    """`num_envs` points navigating at once in numpy (the protocol of `metarl_envs.vector`)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.DISABLED}
+
+    def __init__(self, num_envs: int, max_episode_steps: int = 100, oracle: bool = False):
+        single = Navigation2DEnv(oracle=oracle)
+        self.num_envs, self.oracle = num_envs, bool(oracle)
+        self.single_observation_space = single.observation_space
+        self.single_action_space = single.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.tracker = EpisodeTracker(num_envs, max_episode_steps)
+        self.positions = np.zeros((num_envs, 2))
+        self.goals = np.tile(NAVIGATION_TASKS.default, (num_envs, 1)).astype(np.float64)
+
+    def _observations(self) -> np.ndarray:
+        if self.oracle:
+            return np.concatenate([self.positions, self.goals], axis=1)
+        return self.positions.copy()
+
+    def reset(self, *, seed=None, options=None):
+        tasks, seeds = reset_arguments(self.num_envs, seed, options)
+        if tasks is not None:
+            goals = [NAVIGATION_TASKS.validate(task)["goal"] for task in tasks]
+            self.goals[: len(goals)] = goals
+        self.positions[:] = 0.0  # the start is the origin: no randomness to seed
+        self.tracker.start(len(seeds))
+        return self._observations(), {}
+
+    def step(self, actions):
+        running = self.tracker.running
+        actions = np.asarray(actions, dtype=np.float64)
+        moved, rewards, terminated, _ = navigation_step(self.positions, self.goals, actions)
+        self.positions[running] = moved[running]
+        rewards = np.where(running, rewards, 0.0)
+        self.tracker.record(running, terminated)
+        t = self.tracker
+        return self._observations(), rewards, t.terminated.copy(), t.truncated.copy(), {}

@@ -1,0 +1,119 @@
+"""Vectorized task envs for samplers: many copies, each with its own task, no autoreset.
+
+`gymnasium.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point")`
+builds one of these for every metarl id. The protocol, shared by
+`TaskVectorEnv` (a list of MuJoCo envs stepped in turn) and
+`Navigation2DVectorEnv` (all points stepped at once in numpy):
+
+- `reset(seed=[s_0, ...], options={"tasks": [task_0, ...]})` sets copy i's task,
+  resets it with seed s_i and returns the stacked observations. Fewer tasks than
+  copies leave the remaining copies idle until the next reset.
+- `step(actions)` steps every copy whose episode is still running. A copy whose
+  episode ended (terminated, or `max_episode_steps` reached) or that is idle is
+  not stepped: it repeats its last observation with reward 0 and its final
+  terminated/truncated flags, until the next reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+
+class EpisodeTracker:
+    """Which copies are running, and for how many steps; shared by the vector envs."""
+
+    def __init__(self, num_envs: int, max_episode_steps: int):
+        self.max_episode_steps = int(max_episode_steps)
+        self.elapsed = np.zeros(num_envs, dtype=np.int64)
+        self.terminated = np.ones(num_envs, dtype=bool)  # idle until reset
+        self.truncated = np.zeros(num_envs, dtype=bool)
+
+    @property
+    def running(self) -> np.ndarray:
+        return ~(self.terminated | self.truncated)
+
+    def start(self, active: int) -> None:
+        self.elapsed[:] = 0
+        self.terminated[:] = False
+        self.terminated[active:] = True
+        self.truncated[:] = False
+
+    def record(self, stepped: np.ndarray, terminated: np.ndarray) -> None:
+        self.elapsed[stepped] += 1
+        self.terminated[stepped] = terminated[stepped]
+        self.truncated[stepped] = ~terminated[stepped] & (
+            self.elapsed[stepped] >= self.max_episode_steps
+        )
+
+
+def reset_arguments(num_envs: int, seed, options) -> tuple[list[dict] | None, list]:
+    """(tasks or None, one seed per active copy) from `reset`'s arguments."""
+    tasks = None if options is None else options.get("tasks")
+    active = num_envs if tasks is None else len(tasks)
+    if active > num_envs:
+        raise ValueError(f"{active} tasks for {num_envs} envs")
+    if seed is None or isinstance(seed, int | np.integer):
+        seeds = [None if seed is None else int(seed) + i for i in range(active)]
+    else:
+        seeds = list(seed)
+        if len(seeds) != active:
+            raise ValueError(f"got {len(seeds)} seeds for {active} active envs")
+    return tasks, seeds
+
+
+class TaskVectorEnv(VectorEnv):
+    """`num_envs` copies of a task env (from `make_env`), stepped one after another."""
+
+    metadata = {"autoreset_mode": AutoresetMode.DISABLED}
+
+    def __init__(self, make_env: Callable[[], gym.Env], num_envs: int, max_episode_steps: int):
+        self.envs = [make_env() for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.tracker = EpisodeTracker(num_envs, max_episode_steps)
+        self._observations = np.zeros(
+            (num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype
+        )
+
+    def reset(self, *, seed=None, options=None):
+        tasks, seeds = reset_arguments(self.num_envs, seed, options)
+        for i, env_seed in enumerate(seeds):
+            if tasks is not None:
+                self.envs[i].set_task(tasks[i])
+            self._observations[i], _ = self.envs[i].reset(seed=env_seed)
+        self.tracker.start(len(seeds))
+        return self._observations.copy(), {}
+
+    def step(self, actions):
+        rewards = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        running = self.tracker.running
+        for i in np.flatnonzero(running):
+            self._observations[i], rewards[i], terminated[i], _, _ = self.envs[i].step(actions[i])
+        self.tracker.record(running, terminated)
+        t = self.tracker
+        return self._observations.copy(), rewards, t.terminated.copy(), t.truncated.copy(), {}
+
+    def close_extras(self, **kwargs):
+        for env in self.envs:
+            env.close()
+
+
+def half_cheetah_vector_env(num_envs: int, max_episode_steps: int, **kwargs) -> TaskVectorEnv:
+    from metarl_envs.locomotion import HalfCheetahTaskEnv
+
+    return TaskVectorEnv(lambda: HalfCheetahTaskEnv(**kwargs), num_envs, max_episode_steps)
+
+
+def ant_vector_env(num_envs: int, max_episode_steps: int, **kwargs) -> TaskVectorEnv:
+    from metarl_envs.locomotion import AntTaskEnv
+
+    return TaskVectorEnv(lambda: AntTaskEnv(**kwargs), num_envs, max_episode_steps)

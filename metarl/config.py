@@ -1,0 +1,196 @@
+"""Experiment configuration: a dataclass loaded from YAML, validated before any work starts.
+
+The YAML keys are the field names of `TrainConfig`. An unknown key, a value of
+the wrong type, an out-of-range value or an unknown env id raises `ConfigError`
+naming the key (and the valid choices where there are some). `--set key=value`
+overrides go through the same checks; the value is read as YAML (`0.1`,
+`true`, `[64, 64]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+import metarl_envs
+
+HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
+
+
+class ConfigError(ValueError):
+    """A user's configuration is invalid; the message names the key."""
+
+
+def _choices(*values):
+    return {"choices": values}
+
+
+def _at_least(low, *, strict=False):
+    def check(value):
+        if value < low or (strict and value == low):
+            return f"must be {'>' if strict else '>='} {low}"
+        return None
+
+    return {"check": check}
+
+
+def _fraction():
+    return {"check": lambda v: None if 0 < v <= 1 else "must be in (0, 1]"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One experiment. Defaults are the MAML paper's (navigation scale where they differ)."""
+
+    env: str = field(metadata=_choices(*metarl_envs.ENV_IDS))
+    seed: int = field(default=0, metadata=_at_least(0))
+    iterations: int = field(default=500, metadata=_at_least(1))
+    meta_batch_size: int = field(default=20, metadata=_at_least(1))
+    rollouts_per_task: int = field(default=20, metadata=_at_least(1))
+    horizon: int | None = field(default=None, metadata=_at_least(1))  # None: the env's
+    inner_steps: int = field(default=1, metadata=_at_least(1))
+    inner_lr: float = field(default=0.1, metadata=_at_least(0, strict=True))
+    first_order: bool = False
+    hvp: str = field(default="finite_difference", metadata=_choices(*HVP_METHODS))
+    hvp_epsilon: float = field(default=1e-3, metadata=_at_least(0, strict=True))
+    hvp_subsample: float = field(default=1.0, metadata=_fraction())
+    max_kl: float = field(default=0.01, metadata=_at_least(0, strict=True))
+    cg_iters: int = field(default=10, metadata=_at_least(1))
+    cg_damping: float = field(default=1e-5, metadata=_at_least(0))
+    line_search_ratio: float = field(default=0.8, metadata=_fraction())
+    line_search_steps: int = field(default=15, metadata=_at_least(1))
+    gamma: float = field(default=0.99, metadata=_fraction())
+    gae_lambda: float = field(default=1.0, metadata=_at_least(0))
+    normalize_advantages: bool = True
+    hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
+    activation: str = field(default="relu", metadata=_choices("relu", "tanh"))
+    init_log_std: float = 0.0
+    sampler: str = field(default="local", metadata=_choices("local"))
+    num_envs: int = field(default=400, metadata=_at_least(1))  # env copies stepped together
+    torch_threads: int = field(default=0, metadata=_at_least(0))  # 0: one per core
+
+    def __post_init__(self):
+        if not self.hidden_sizes or any(size < 1 for size in self.hidden_sizes):
+            raise ConfigError(f"key 'hidden_sizes': sizes must be >= 1, got {self.hidden_sizes}")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_type(key: str, value, annotation):
+    """The value converted to the annotated type, or ConfigError naming the key."""
+    hints = typing.get_type_hints(TrainConfig)
+    expected = hints[key] if annotation is None else annotation
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        expected = next(o for o in options if o is not type(None))
+        origin = typing.get_origin(expected)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise ConfigError(f"key {key!r}: expected a list of {item.__name__}, got {value!r}")
+        return [_check_type(key, v, item) for v in value]
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"key {key!r}: expected true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"key {key!r}: expected an integer, got {value!r}")
+        return value
+    if expected is float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ConfigError(f"key {key!r}: expected a finite number, got {value!r}")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"key {key!r}: expected a string, got {value!r}")
+        return value
+    raise AssertionError(f"unhandled type {expected} for {key}")
+
+
+def config_from_dict(values: dict, source: str = "config") -> TrainConfig:
+    """Validate a mapping of keys to values and build the config."""
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of keys to values, got {type(values).__name__}"
+        )
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(FIELDS)}")
+    missing = [
+        name
+        for name, f in FIELDS.items()
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and name not in values
+    ]
+    if missing:
+        raise ConfigError(f"{source}: missing required key(s) {missing}")
+    checked = {}
+    for key, value in values.items():
+        value = _check_type(key, value, None)
+        meta = FIELDS[key].metadata
+        if value is not None and "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(
+                f"{source}: key {key!r}: {value!r} is not one of {list(meta['choices'])}"
+            )
+        if value is not None and "check" in meta:
+            problem = meta["check"](value)
+            if problem:
+                raise ConfigError(f"{source}: key {key!r} {problem}, got {value!r}")
+        checked[key] = value
+    try:
+        return TrainConfig(**checked)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """`["key=value", ...]` -> {key: YAML value}; a malformed override names itself."""
+    values = {}
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {override!r}: expected key=value")
+        try:
+            values[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {override!r}: value is not valid YAML ({error})") from None
+    return values
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config, apply `--set` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    override_values = parse_overrides(overrides or [])
+    unknown = sorted(set(override_values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"--set: unknown key(s) {unknown}; valid keys: {sorted(FIELDS)}")
+    return config_from_dict({**values, **override_values}, str(path))
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)

@@ -1,0 +1,74 @@
+"""The inner loop: REINFORCE loss and differentiable adaptation of the policy to each task.
+
+`adapt` takes the meta-parameters theta (one shared dict) and returns the adapted
+parameters theta'_i of every task as one dict of stacked tensors [T, ...]. The
+per-task gradients come from one backward pass: theta is expanded to a [T, ...]
+stack and the sum of the task losses is differentiated with respect to the
+stack, each slice receiving its own task's gradient. With `first_order=False` the
+gradient keeps its graph (`create_graph=True`), so differentiating a loss of
+theta' with respect to theta is the second-order MAML gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from metarl.episodes import StepBatch
+from metarl.policies import Params, gaussian_log_prob, policy_outputs
+
+
+def reinforce_loss(policy: nn.Module, params: Params, steps: StepBatch) -> torch.Tensor:
+    """-mean over valid steps of log pi(a|s) * A, one value per task: [T]."""
+    mean, log_std = policy_outputs(policy, params, steps.observations)
+    log_probs = gaussian_log_prob(mean, log_std, steps.actions)
+    count = steps.mask.sum(-1).clamp(min=1.0)
+    return -(log_probs * steps.advantages).sum(-1) / count
+
+
+def stack_params(params: Params, num_tasks: int) -> Params:
+    """Expand shared parameters to a per-task stack [T, ...] (a view, still a function of theta)."""
+    return {name: p.unsqueeze(0).expand(num_tasks, *p.shape) for name, p in params.items()}
+
+
+def adapt(
+    policy: nn.Module,
+    params: Params,
+    batches: Sequence[StepBatch],
+    step_sizes: Sequence[float],
+    first_order: bool = False,
+    adapted_names: Iterable[str] | None = None,
+    stacked: bool = False,
+) -> Params:
+    """theta'_i after one gradient step per batch in `batches` (inner step k uses batches[k]).
+
+    params: shared theta, or a per-task stack if `stacked`. step_sizes: one per inner step.
+    adapted_names: the parameters the inner loop changes (default: all); the others stay
+    shared theta. Returns the adapted parameters as per-task stacks [T, ...] (and `params`
+    itself when there are no inner steps), differentiable with respect to `params`.
+    """
+    if len(step_sizes) < len(batches):
+        raise ValueError(f"{len(batches)} inner steps need as many step sizes, got {step_sizes}")
+    if not batches:
+        return params  # no inner step: every task uses theta itself
+    names = list(params) if adapted_names is None else list(adapted_names)
+    unknown = sorted(set(names) - set(params))
+    if unknown:
+        raise ValueError(f"cannot adapt unknown parameters {unknown}; parameters: {sorted(params)}")
+    if stacked:
+        current = dict(params)
+    else:  # only the adapted parameters become per-task stacks; the rest stay shared
+        stacks = stack_params({n: params[n] for n in names}, batches[0].num_tasks)
+        current = {**params, **stacks}
+    with torch.enable_grad():
+        for batch, step_size in zip(batches, step_sizes):
+            loss = reinforce_loss(policy, current, batch).sum()
+            grads = torch.autograd.grad(
+                loss, [current[n] for n in names], create_graph=not first_order
+            )
+            current = dict(current)
+            for name, grad in zip(names, grads):
+                current[name] = current[name] - step_size * grad
+    return current

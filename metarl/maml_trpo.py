@@ -1,0 +1,255 @@
+"""One MAML-TRPO meta-step from sampled rollouts (MAML paper, Algorithm 3).
+
+Given, for a meta-batch of tasks T_i, the rollouts D_i of theta (and of theta'
+for further inner steps) and the validation rollouts D'_i of the adapted
+policies, the step
+
+  1. recomputes theta'_i = theta - alpha grad L_Ti(theta) on D_i, keeping the graph;
+  2. fixes pi_old = pi_theta'_i(theta_old) on the validation states of D'_i;
+  3. takes g, the gradient in theta of the surrogate loss
+        L(theta) = -mean_i mean_t [pi_theta'_i(theta)(a|s) / pi_old(a|s) * A]
+     through the inner update;
+  4. solves H x = g by conjugate gradient, H the Hessian of the mean
+     KL(pi_old || pi_theta'_i(theta)), its products by finite differences of the KL gradient;
+  5. scales the step to the trust region, beta = sqrt(2 max_kl / x'Hx), and backtracks until
+     the surrogate improves with KL <= max_kl.
+
+All tasks are computed at once: adapted parameters are [T, ...] stacks and the
+steps of each task are one padded [T, M] axis.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from metarl.episodes import StepBatch
+from metarl.inner import adapt
+from metarl.policies import Params, gaussian_kl, gaussian_log_prob, policy_outputs
+from metarl.trpo import (
+    LineSearchResult,
+    conjugate_gradient,
+    exact_hvp,
+    finite_difference_hvp,
+    flatten,
+    line_search,
+    unflatten,
+)
+
+HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
+
+
+@dataclass(frozen=True)
+class MetaStepSettings:
+    inner_step_sizes: tuple[float, ...] = (0.1,)
+    first_order: bool = False
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    hvp: str = "finite_difference"
+    hvp_epsilon: float = 1e-3
+    hvp_subsample: float = 1.0
+    line_search_ratio: float = 0.8
+    line_search_steps: int = 15
+    adapted_names: tuple[str, ...] | None = None  # parameters the inner loop adapts (None: all)
+
+
+@dataclass
+class MetaBatchSteps:
+    """The losses' view of one meta-batch: train steps per inner step, and validation steps."""
+
+    train: list[StepBatch]
+    valid: StepBatch
+
+    def select(self, tasks: torch.Tensor) -> MetaBatchSteps:
+        return MetaBatchSteps([b.select(tasks) for b in self.train], self.valid.select(tasks))
+
+
+@dataclass
+class MetaStepStats:
+    surrogate_before: float
+    surrogate_after: float
+    kl: float
+    line_search_steps: int
+    accepted: bool
+    cg_residual: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _per_task_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
+@dataclass
+class MetaObjective:
+    """Surrogate loss and mean KL as functions of the flat meta-parameters theta.
+
+    Built `around` theta_old, which fixes pi_old on the validation states.
+    """
+
+    policy: nn.Module
+    like: Params
+    data: MetaBatchSteps
+    settings: MetaStepSettings
+    old_mean: torch.Tensor
+    old_log_std: torch.Tensor
+    old_log_prob: torch.Tensor
+
+    @classmethod
+    def around(
+        cls, policy: nn.Module, like: Params, data: MetaBatchSteps, settings: MetaStepSettings
+    ) -> MetaObjective:
+        objective = cls(policy, like, data, settings, *(torch.empty(0),) * 3)
+        with torch.no_grad():
+            old_params = objective.adapted(flatten(like).requires_grad_(), graph=False)
+            mean, log_std = policy_outputs(policy, old_params, data.valid.observations)
+        log_prob = gaussian_log_prob(mean, log_std, data.valid.actions)
+        return replace(objective, old_mean=mean, old_log_std=log_std, old_log_prob=log_prob)
+
+    def restricted(self, tasks: torch.Tensor) -> MetaObjective:
+        """The same objective on a subset of the tasks (for subsampled Hessian-vector products)."""
+        per_task_std = self.old_log_std.dim() == 3  # [T, 1, act] when log_std is adapted
+        return replace(
+            self,
+            data=self.data.select(tasks),
+            old_mean=self.old_mean[tasks],
+            old_log_std=self.old_log_std[tasks] if per_task_std else self.old_log_std,
+            old_log_prob=self.old_log_prob[tasks],
+        )
+
+    def adapted(self, theta: torch.Tensor, graph: bool) -> Params:
+        s = self.settings
+        with torch.enable_grad():  # the inner gradient is needed even when evaluating
+            return adapt(
+                self.policy,
+                unflatten(theta, self.like),
+                self.data.train,
+                s.inner_step_sizes,
+                first_order=s.first_order or not graph,
+                adapted_names=s.adapted_names,
+            )
+
+    def __call__(
+        self, theta: torch.Tensor, graph: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(surrogate loss, mean KL) at theta; `graph=False` drops second-order terms."""
+        valid = self.data.valid
+        mean, log_std = policy_outputs(self.policy, self.adapted(theta, graph), valid.observations)
+        ratio = torch.exp(gaussian_log_prob(mean, log_std, valid.actions) - self.old_log_prob)
+        surrogate = -_per_task_mean(ratio * valid.advantages, valid.mask).mean()
+        kl = gaussian_kl(self.old_mean, self.old_log_std, mean, log_std)
+        return surrogate, _per_task_mean(kl, valid.mask).mean()
+
+    def kl_gradient(self, theta: torch.Tensor) -> torch.Tensor:
+        """grad KL at theta (a fresh leaf), without graph."""
+        return self.kl_gradient_at(theta.detach().requires_grad_(), create_graph=False)
+
+    def kl_gradient_at(self, theta: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+        """grad KL with respect to the leaf `theta`, keeping the graph for a second derivative."""
+        _, kl = self(theta)
+        return torch.autograd.grad(kl, theta, create_graph=create_graph)[0]
+
+
+def meta_step(
+    policy: nn.Module,
+    params: Params,
+    data: MetaBatchSteps,
+    settings: MetaStepSettings,
+    rng: np.random.Generator,
+) -> tuple[Params, MetaStepStats]:
+    """One TRPO step on the MAML objective; returns the new meta-parameters and statistics."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    like = {name: p.detach() for name, p in params.items()}
+    theta_old = flatten(like)
+
+    # Steps 1-2: theta'_i(theta) with the graph, pi_old fixed on the validation states.
+    objective = MetaObjective.around(policy, like, data, settings)
+    theta = theta_old.clone().requires_grad_()
+    surrogate, _ = objective(theta)
+    seconds["adaptation"] = time.perf_counter() - clock
+
+    # Step 3: the meta-gradient, through the inner update.
+    clock = time.perf_counter()
+    gradient = torch.autograd.grad(surrogate, theta)[0]
+    seconds["meta_gradient"] = time.perf_counter() - clock
+
+    # Step 4: x = H^-1 g by conjugate gradient on (a subsample of) the tasks.
+    clock = time.perf_counter()
+    hvp_objective = objective
+    num_tasks = data.valid.num_tasks
+    if settings.hvp_subsample < 1.0:
+        count = max(1, round(settings.hvp_subsample * num_tasks))
+        tasks = torch.from_numpy(np.sort(rng.choice(num_tasks, size=count, replace=False)))
+        hvp_objective = objective.restricted(tasks)
+    hvp = hessian_vector_product(hvp_objective, theta_old, settings)
+    step_direction, h_step_direction, cg_residual = conjugate_gradient(
+        hvp, gradient, settings.cg_iters
+    )
+    seconds["conjugate_gradient"] = time.perf_counter() - clock
+
+    # Step 5: scale to the trust region and backtrack.
+    clock = time.perf_counter()
+    curvature = float(step_direction.dot(h_step_direction))
+    surrogate_before = float(surrogate.detach())
+
+    def loss_and_kl(candidate: torch.Tensor) -> tuple[float, float]:
+        with torch.no_grad():
+            loss, kl = objective(candidate.requires_grad_(), graph=False)
+        return float(loss), float(kl)
+
+    if curvature > 0 and math.isfinite(curvature):
+        full_step = -math.sqrt(2 * settings.max_kl / curvature) * step_direction
+        result = line_search(
+            loss_and_kl,
+            theta_old,
+            full_step,
+            surrogate_before,
+            settings.max_kl,
+            settings.line_search_ratio,
+            settings.line_search_steps,
+        )
+    else:  # a non-positive or non-finite curvature gives no trust-region step: keep theta
+        result = LineSearchResult(theta_old, False, 0, surrogate_before, 0.0)
+    seconds["line_search"] = time.perf_counter() - clock
+
+    new_params = {name: p.detach().clone() for name, p in unflatten(result.theta, like).items()}
+    stats = MetaStepStats(
+        surrogate_before=surrogate_before,
+        surrogate_after=result.loss,
+        kl=result.kl,
+        line_search_steps=result.steps,
+        accepted=result.accepted,
+        cg_residual=cg_residual,
+        seconds=seconds,
+    )
+    return new_params, stats
+
+
+def hessian_vector_product(
+    objective: MetaObjective, theta_old: torch.Tensor, settings: MetaStepSettings
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> (H + damping I) v for the KL Hessian H at theta_old, by the configured method."""
+    if settings.hvp not in HVP_METHODS:
+        raise ValueError(f"hvp must be one of {HVP_METHODS}, got {settings.hvp!r}")
+    if settings.hvp == "exact":
+        theta = theta_old.clone().requires_grad_()
+        kl_gradient = objective.kl_gradient_at(theta)
+
+        def product(vector: torch.Tensor) -> torch.Tensor:
+            return exact_hvp(kl_gradient, theta, vector)
+    else:
+        central = settings.hvp == "finite_difference_central"
+
+        def product(vector: torch.Tensor) -> torch.Tensor:
+            return finite_difference_hvp(
+                objective.kl_gradient, theta_old, vector, settings.hvp_epsilon, central
+            )
+
+    return lambda vector: product(vector) + settings.cg_damping * vector

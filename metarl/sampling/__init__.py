@@ -1,0 +1,26 @@
+"""Samplers: one protocol, a local and a Ray implementation, the same rollouts for the same seed."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from metarl.policies import Params
+from metarl.sampling.meta_batch import MetaBatch, SamplerSettings
+
+
+class Sampler(Protocol):
+    """Produces the rollouts of one meta-iteration.
+
+    `sample(params, tasks, iteration)` returns, for task i of `tasks` (task id i),
+    the rollouts of theta = `params` and of each inner step's adapted parameters
+    (`MetaBatch.train`) and the validation rollouts (`MetaBatch.valid`), as numpy
+    arrays. Seeds derive from the settings' run seed, `iteration`, the task id and
+    the rollout index only.
+    """
+
+    def sample(self, params: Params, tasks: list[dict], iteration: int) -> MetaBatch: ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["MetaBatch", "Sampler", "SamplerSettings"]

@@ -1,0 +1,98 @@
+"""Sampling one meta-batch: rollouts of theta, adaptation without a graph, rollouts of theta'.
+
+For each inner step k the rollouts of the current parameters are sampled, the
+baseline is fitted and the parameters take one gradient step (no graph: the
+learner recomputes the adaptation with its graph from these same rollouts);
+then the validation rollouts of the adapted parameters are sampled. The local
+sampler runs this on the whole meta-batch, each Ray actor on its chunk of tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+from metarl.baselines import estimate_advantages
+from metarl.episodes import Episodes, step_batch
+from metarl.inner import adapt
+from metarl.policies import Params
+from metarl.sampling.rollouts import RolloutKey, rollout
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """What a sampler needs to know to produce a meta-batch (picklable, sent to workers)."""
+
+    env_id: str
+    horizon: int
+    rollouts_per_task: int
+    inner_steps: int
+    inner_step_sizes: tuple[float, ...]
+    gamma: float
+    gae_lambda: float
+    normalize_advantages: bool
+    seed: int
+    stream: int = 0
+    adapted_names: tuple[str, ...] | None = None
+    env_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class MetaBatch:
+    """train[k]: rollouts of the parameters after k inner steps; valid: of the adapted ones."""
+
+    train: list[Episodes]
+    valid: Episodes
+
+    @property
+    def env_steps(self) -> int:
+        return sum(e.num_steps for e in self.train) + self.valid.num_steps
+
+    @staticmethod
+    def concatenate(parts: list[MetaBatch]) -> MetaBatch:
+        """Join chunks of tasks sampled separately, ordered by task id."""
+        train = [
+            Episodes.concatenate([p.train[k] for p in parts]) for k in range(len(parts[0].train))
+        ]
+        return MetaBatch(train, Episodes.concatenate([p.valid for p in parts]))
+
+
+def sample_meta_batch(
+    vector_env,
+    policy: nn.Module,
+    params: Params,
+    tasks: list[dict],
+    task_ids: np.ndarray,
+    iteration: int,
+    settings: SamplerSettings,
+) -> MetaBatch:
+    """Rollouts of every inner step and the validation rollouts for `tasks`."""
+    s = settings
+    train: list[Episodes] = []
+    current, stacked = {n: p.detach() for n, p in params.items()}, False
+    for step in range(s.inner_steps):
+        key = RolloutKey(s.seed, s.stream, iteration, phase=step)
+        episodes = rollout(
+            vector_env, policy, current, tasks, task_ids, s.rollouts_per_task, s.horizon, key
+        )
+        train.append(episodes)
+        advantages = estimate_advantages(episodes, s.gamma, s.gae_lambda, s.normalize_advantages)
+        batch = step_batch(episodes, advantages, pack=False)
+        leaves = {n: p.requires_grad_() for n, p in current.items()}
+        adapted = adapt(
+            policy,
+            leaves,
+            [batch],
+            [s.inner_step_sizes[step]],
+            first_order=True,
+            adapted_names=s.adapted_names,
+            stacked=stacked,
+        )
+        current, stacked = {n: p.detach() for n, p in adapted.items()}, True
+    key = RolloutKey(s.seed, s.stream, iteration, phase=s.inner_steps)
+    valid = rollout(
+        vector_env, policy, current, tasks, task_ids, s.rollouts_per_task, s.horizon, key
+    )
+    return MetaBatch(train, valid)
