@@ -1,4 +1,8 @@
-"""The `metarl` command line: `metarl train CONFIG [--set key=value]... [--run-dir DIR]`."""
+"""The `metarl` command line.
+
+metarl train CONFIG [--set key=value]... [--run-dir DIR]
+metarl eval CHECKPOINT [--tasks N] [--steps K] [--seed S] [--out DIR]
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 import metarl
+from metarl.checkpoints import CheckpointError, load_checkpoint
 from metarl.config import ConfigError, load_config
 
 
@@ -19,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"metarl {metarl.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    train = commands.add_parser("train", help="meta-train a policy from a YAML config")
-    train.add_argument("config", help="YAML file whose keys are TrainConfig fields")
+    train = commands.add_parser("train", help="meta-train from a YAML config")
+    train.add_argument("config", help="YAML file whose keys are the config's fields")
     train.add_argument(
         "--set",
         dest="overrides",
@@ -33,19 +40,55 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", type=Path, help="where to write the run (default: runs/<config>-<time>)"
     )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    evaluate = commands.add_parser("eval", help="evaluate adaptation from a checkpoint")
+    evaluate.add_argument("checkpoint", type=Path, help="a checkpoint file written by train")
+    evaluate.add_argument("--tasks", type=int, default=None, help="held-out tasks")
+    evaluate.add_argument("--steps", type=int, default=None, help="adaptation steps")
+    evaluate.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks")
+    evaluate.add_argument(
+        "--out", type=Path, default=None, help="output directory (default: beside the checkpoint)"
+    )
     return parser
 
 
-def run_train(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
-    run_dir = (
-        args.run_dir or Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    from metarl.trainer import train  # heavy imports only once the config is valid
+def is_supervised_config(path: str | Path) -> bool:
+    """Supervised configs name their `problem` (sinusoid, omniglot); RL configs an `env`."""
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # load_config reports the problem
+    return isinstance(values, dict) and "problem" in values
 
-    train(config, run_dir, show_progress=not args.no_progress)
+
+def run_train(args: argparse.Namespace) -> int:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = args.run_dir or Path("runs") / f"{Path(args.config).stem}-{stamp}"
+    # Heavy imports only once the config is known to be valid.
+    if is_supervised_config(args.config):
+        from metarl.supervised.config import SupervisedConfig
+
+        config = load_config(args.config, args.overrides, SupervisedConfig)
+        from metarl.supervised.trainer import train as train_supervised
+
+        train_supervised(config, run_dir, show_progress=not args.no_progress)
+    else:
+        config = load_config(args.config, args.overrides)
+        from metarl.trainer import train
+
+        train(config, run_dir, show_progress=not args.no_progress)
     print(f"run written to {run_dir}")
     return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(args.checkpoint)
+    if checkpoint.get("kind") == "supervised":
+        from metarl.supervised.evaluate import evaluate_checkpoint
+
+        evaluate_checkpoint(args.checkpoint, checkpoint, args)
+        return 0
+    raise CheckpointError(f"{args.checkpoint}: RL evaluation is not available yet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"train": run_train}[args.command](args)
-    except (ConfigError, FileExistsError) as error:
+        return {"train": run_train, "eval": run_eval}[args.command](args)
+    except (ConfigError, CheckpointError, FileExistsError) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
         return 2
 

@@ -80,13 +80,8 @@ class TrainConfig:
             raise ConfigError(f"key 'hidden_sizes': sizes must be >= 1, got {self.hidden_sizes}")
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-
-
-def _check_type(key: str, value, annotation):
-    """The value converted to the annotated type, or ConfigError naming the key."""
-    hints = typing.get_type_hints(TrainConfig)
-    expected = hints[key] if annotation is None else annotation
+def _check_type(key: str, value, expected):
+    """The value converted to the annotated type `expected`, or ConfigError naming the key."""
     origin = typing.get_origin(expected)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(expected)
@@ -122,18 +117,25 @@ def _check_type(key: str, value, annotation):
     raise AssertionError(f"unhandled type {expected} for {key}")
 
 
-def config_from_dict(values: dict, source: str = "config") -> TrainConfig:
-    """Validate a mapping of keys to values and build the config."""
+def config_from_dict(values: dict, source: str = "config", cls: type | None = None):
+    """Validate a mapping of keys to values and build the config dataclass `cls`.
+
+    Each field's type hint is enforced; `metadata={"choices": ...}` restricts the values
+    and `metadata={"check": f}` rejects a value where f(value) returns a reason.
+    """
+    cls = TrainConfig if cls is None else cls
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     if not isinstance(values, dict):
         raise ConfigError(
             f"{source}: expected a mapping of keys to values, got {type(values).__name__}"
         )
-    unknown = sorted(set(values) - set(FIELDS))
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(FIELDS)}")
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
     missing = [
         name
-        for name, f in FIELDS.items()
+        for name, f in fields.items()
         if f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING
         and name not in values
@@ -142,8 +144,11 @@ def config_from_dict(values: dict, source: str = "config") -> TrainConfig:
         raise ConfigError(f"{source}: missing required key(s) {missing}")
     checked = {}
     for key, value in values.items():
-        value = _check_type(key, value, None)
-        meta = FIELDS[key].metadata
+        try:
+            value = _check_type(key, value, hints[key])
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        meta = fields[key].metadata
         if value is not None and "choices" in meta and value not in meta["choices"]:
             raise ConfigError(
                 f"{source}: key {key!r}: {value!r} is not one of {list(meta['choices'])}"
@@ -154,7 +159,7 @@ def config_from_dict(values: dict, source: str = "config") -> TrainConfig:
                 raise ConfigError(f"{source}: key {key!r} {problem}, got {value!r}")
         checked[key] = value
     try:
-        return TrainConfig(**checked)
+        return cls(**checked)
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
 
@@ -173,8 +178,10 @@ def parse_overrides(overrides: list[str]) -> dict:
     return values
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config, apply `--set` overrides, validate."""
+def load_config(path: str | Path, overrides: list[str] | None = None, cls: type = None):
+    """Read a YAML config, apply `--set` overrides, validate into `cls` (default TrainConfig)."""
+    cls = TrainConfig if cls is None else cls
+    fields = {f.name for f in dataclasses.fields(cls)}
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
@@ -186,11 +193,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
     override_values = parse_overrides(overrides or [])
-    unknown = sorted(set(override_values) - set(FIELDS))
+    unknown = sorted(set(override_values) - fields)
     if unknown:
-        raise ConfigError(f"--set: unknown key(s) {unknown}; valid keys: {sorted(FIELDS)}")
-    return config_from_dict({**values, **override_values}, str(path))
+        raise ConfigError(f"--set: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    return config_from_dict({**values, **override_values}, str(path), cls)
 
 
-def config_to_yaml(config: TrainConfig) -> str:
+def config_to_yaml(config) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)

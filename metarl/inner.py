@@ -57,18 +57,30 @@ def adapt(
     unknown = sorted(set(names) - set(params))
     if unknown:
         raise ValueError(f"cannot adapt unknown parameters {unknown}; parameters: {sorted(params)}")
-    if stacked:
-        current = dict(params)
-    else:  # only the adapted parameters become per-task stacks; the rest stay shared
-        stacks = stack_params({n: params[n] for n in names}, batches[0].num_tasks)
-        current = {**params, **stacks}
-    with torch.enable_grad():
+    with torch.enable_grad():  # the inner gradient is needed even under no_grad
+        if stacked:
+            current = dict(params)
+        else:  # only the adapted parameters become per-task stacks; the rest stay shared
+            stacks = stack_params({n: params[n] for n in names}, batches[0].num_tasks)
+            current = {**params, **stacks}
         for batch, step_size in zip(batches, step_sizes):
             loss = reinforce_loss(policy, current, batch).sum()
-            grads = torch.autograd.grad(
-                loss, [current[n] for n in names], create_graph=not first_order
-            )
-            current = dict(current)
-            for name, grad in zip(names, grads):
-                current[name] = current[name] - step_size * grad
+            current = gradient_step(current, loss, names, step_size, first_order)
     return current
+
+
+def gradient_step(
+    params: Params, loss: torch.Tensor, names: list[str], step_size: float, first_order: bool
+) -> Params:
+    """params with params[n] - step_size * d loss / d params[n] for each n in `names`.
+
+    The gradient keeps its graph unless `first_order`, so the result stays differentiable
+    to second order. A sum of per-task losses over per-task stacks gives each task its
+    own gradient. Shared by the RL and the supervised inner loops.
+    """
+    with torch.enable_grad():
+        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not first_order)
+    updated = dict(params)
+    for name, grad in zip(names, grads):
+        updated[name] = params[name] - step_size * grad
+    return updated

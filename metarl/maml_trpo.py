@@ -125,15 +125,16 @@ class MetaObjective:
 
     def adapted(self, theta: torch.Tensor, graph: bool) -> Params:
         s = self.settings
-        with torch.enable_grad():  # the inner gradient is needed even when evaluating
-            return adapt(
-                self.policy,
-                unflatten(theta, self.like),
-                self.data.train,
-                s.inner_step_sizes,
-                first_order=s.first_order or not graph,
-                adapted_names=s.adapted_names,
-            )
+        with torch.enable_grad():  # theta's views must track gradients even under no_grad
+            params = unflatten(theta, self.like)
+        return adapt(
+            self.policy,
+            params,
+            self.data.train,
+            s.inner_step_sizes,
+            first_order=s.first_order or not graph,
+            adapted_names=s.adapted_names,
+        )
 
     def __call__(
         self, theta: torch.Tensor, graph: bool = True

@@ -1,0 +1,1 @@
+"""Supervised MAML: sinusoid regression and Omniglot few-shot classification."""
