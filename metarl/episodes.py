@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.signal
 import torch
 
 
@@ -65,14 +66,19 @@ class Episodes:
 _FIELDS = ("observations", "actions", "rewards", "mask", "task_ids")
 
 
+def discounted_cumsum(values: torch.Tensor, factor: float) -> torch.Tensor:
+    """y_t = sum_k factor^k x_{t+k} along the last axis (a reversed first-order IIR filter)."""
+    x = values.detach().cpu().numpy()[..., ::-1]
+    y = scipy.signal.lfilter([1.0], [1.0, -factor], x, axis=-1)[..., ::-1]
+    return torch.from_numpy(np.ascontiguousarray(y)).to(values.dtype)
+
+
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
-    """sum_k gamma^k r_{t+k} within each episode; time is the last axis."""
-    returns = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[..., 0])
-    for t in range(rewards.shape[-1] - 1, -1, -1):
-        running = (rewards[..., t] + gamma * running) * mask[..., t]
-        returns[..., t] = running
-    return returns
+    """sum_k gamma^k r_{t+k} within each episode; time is the last axis.
+
+    `mask` marks the valid steps: a prefix of ones per episode (padding after its end).
+    """
+    return discounted_cumsum(rewards * mask, gamma) * mask
 
 
 def generalized_advantages(
@@ -80,17 +86,14 @@ def generalized_advantages(
 ) -> torch.Tensor:
     """GAE(gamma, lambda); the value after an episode's last step is 0 (finite horizon).
 
+    delta_t = r_t + gamma V(s_{t+1}) - V(s_t), A_t = sum_k (gamma lam)^k delta_{t+k}.
     With lam = 1 this is the discounted return minus the baseline.
     """
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[..., 0])
-    next_value = torch.zeros_like(rewards[..., 0])
-    for t in range(rewards.shape[-1] - 1, -1, -1):
-        delta = rewards[..., t] + gamma * next_value * mask[..., t] - values[..., t]
-        running = (delta + gamma * lam * running) * mask[..., t]
-        advantages[..., t] = running
-        next_value = values[..., t] * mask[..., t]
-    return advantages
+    valid_values = values * mask
+    next_values = torch.zeros_like(valid_values)
+    next_values[..., :-1] = valid_values[..., 1:]
+    deltas = (rewards + gamma * next_values - values) * mask
+    return discounted_cumsum(deltas, gamma * lam) * mask
 
 
 def normalize_per_task(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

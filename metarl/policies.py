@@ -51,14 +51,29 @@ class GaussianMLPPolicy(nn.Module):
 
     def forward(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log_std) with log_std shaped to broadcast against the mean."""
-        activation = ACTIVATIONS[self.activation]
-        hidden = observations
-        for index, layer in enumerate(self.layers):
-            hidden = torch.matmul(hidden, layer.weight.transpose(-1, -2))
-            hidden = hidden + layer.bias.unsqueeze(-2)
-            if index < len(self.layers) - 1:
-                hidden = activation(hidden)
-        return hidden, self.log_std.unsqueeze(-2)
+        return gaussian_mlp(dict(self.named_parameters()), observations, self.activation)
+
+
+def gaussian_mlp(
+    params: Params, observations: torch.Tensor, activation: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy's computation on a parameter dict named as `GaussianMLPPolicy`'s.
+
+    The module's forward runs it on its own parameters; the sampler calls it
+    directly (no module, no `functional_call` bookkeeping) for its many small calls.
+    """
+    act = ACTIVATIONS[activation]
+    hidden, index = observations, 0
+    while f"layers.{index}.weight" in params:
+        if index > 0:
+            hidden = act(hidden)
+        weight, bias = params[f"layers.{index}.weight"], params[f"layers.{index}.bias"]
+        if hidden.dim() == 2 and weight.dim() == 2:  # one fused call for plain 2D inputs
+            hidden = torch.addmm(bias, hidden, weight.t())
+        else:
+            hidden = torch.matmul(hidden, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
+        index += 1
+    return hidden, params["log_std"].unsqueeze(-2)
 
 
 def policy_params(policy: nn.Module) -> Params:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -38,3 +40,14 @@ def set_torch_threads(threads: int) -> int:
     count = threads if threads > 0 else (os.cpu_count() or 1)
     torch.set_num_threads(count)
     return count
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the body with `threads` intra-op threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -12,13 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import nn
 
 from metarl.baselines import estimate_advantages
 from metarl.episodes import Episodes, step_batch
 from metarl.inner import adapt
 from metarl.policies import Params
-from metarl.sampling.rollouts import RolloutKey, rollout
+from metarl.runtime import torch_threads
+from metarl.sampling.rollouts import RolloutKey, rollout, task_params
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,38 @@ class MetaBatch:
         return MetaBatch(train, Episodes.concatenate([p.valid for p in parts]))
 
 
+def adapt_one_task(
+    policy: nn.Module,
+    params: Params,
+    stacked: bool,
+    episodes: Episodes,
+    position: int,
+    step: int,
+    settings: SamplerSettings,
+) -> Params:
+    """Task `position` after inner step `step` (no graph), as a stack of one [1, ...].
+
+    Each task is fitted and adapted alone, so its result does not depend on the
+    other tasks sampled with it (see metarl.sampling.rollouts).
+    """
+    s = settings
+    one_task = episodes.select([position])
+    advantages = estimate_advantages(one_task, s.gamma, s.gae_lambda, s.normalize_advantages)
+    batch = step_batch(one_task, advantages, pack=False)
+    params = task_params(policy, params, position) if stacked else params
+    leaves = {n: p.detach().requires_grad_() for n, p in params.items()}
+    adapted = adapt(
+        policy,
+        leaves,
+        [batch],
+        [s.inner_step_sizes[step]],
+        first_order=True,
+        adapted_names=s.adapted_names,
+        stacked=stacked,
+    )
+    return task_params(policy, {n: p.detach() for n, p in adapted.items()}, 0)
+
+
 def sample_meta_batch(
     vector_env,
     policy: nn.Module,
@@ -78,19 +112,13 @@ def sample_meta_batch(
             vector_env, policy, current, tasks, task_ids, s.rollouts_per_task, s.horizon, key
         )
         train.append(episodes)
-        advantages = estimate_advantages(episodes, s.gamma, s.gae_lambda, s.normalize_advantages)
-        batch = step_batch(episodes, advantages, pack=False)
-        leaves = {n: p.requires_grad_() for n, p in current.items()}
-        adapted = adapt(
-            policy,
-            leaves,
-            [batch],
-            [s.inner_step_sizes[step]],
-            first_order=True,
-            adapted_names=s.adapted_names,
-            stacked=stacked,
-        )
-        current, stacked = {n: p.detach() for n, p in adapted.items()}, True
+        with torch_threads(1):
+            adapted = [
+                adapt_one_task(policy, current, stacked, episodes, position, step, s)
+                for position in range(len(tasks))
+            ]
+        current = {name: torch.cat([a[name] for a in adapted]) for name in adapted[0]}
+        stacked = True
     key = RolloutKey(s.seed, s.stream, iteration, phase=s.inner_steps)
     valid = rollout(
         vector_env, policy, current, tasks, task_ids, s.rollouts_per_task, s.horizon, key

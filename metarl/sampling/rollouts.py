@@ -1,11 +1,15 @@
-"""Rollouts of a batch of tasks in a vector env, one batched policy forward per time step.
+"""Rollouts of a batch of tasks in a vector env: all envs step together.
 
 Every rollout has its own seed, derived from (run seed, stream, iteration, task id,
 phase, rollout index): the env is reset with it and the action noise
-a = mean + std * eps draws eps from a generator of its own. The forward pass runs
-on [tasks, rollouts, obs] arrays, whose per-task results do not depend on how
-many tasks share the call. So a rollout is the same whatever the batch it was
-sampled in, and whichever process sampled it.
+a = mean + std * eps draws eps from a generator of its own. The actions of a
+task's R rollouts come from one policy call on that task's [1, R, obs] block, on
+one thread. A task's computation then has the same shapes and the same kernels
+whatever the other tasks of the batch, so its rollouts are bitwise the same
+however many envs step at once, and whichever process (local or a Ray actor)
+sampled them. One call for all tasks would be faster but is not invariant:
+torch's vectorized tanh/exp take a scalar path on the tail of a tensor, and which
+elements fall in the tail depends on the batch (measured in the sampler tests).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import torch
 from torch import nn
 
 from metarl.episodes import Episodes
-from metarl.policies import Params, policy_outputs
+from metarl.policies import Params, gaussian_mlp
+from metarl.runtime import torch_threads
 
 TRAINING_STREAM = 0  # rollouts of meta-training
 EVALUATION_STREAM = 1  # rollouts of evaluation on held-out tasks
@@ -42,13 +47,35 @@ class RolloutKey:
     phase: int  # inner step k (rollouts of theta'_k) or inner_steps (validation)
 
 
-def take_tasks(policy: nn.Module, params: Params, positions: np.ndarray) -> Params:
-    """The rows `positions` of per-task stacked parameters; shared ones pass through."""
+def task_params(policy: nn.Module, params: Params, position: int) -> Params:
+    """Task `position`'s parameters as a stack of one [1, ...]; shared ones are expanded."""
     shapes = dict(policy.named_parameters())
     return {
-        name: p[torch.from_numpy(positions)] if p.dim() > shapes[name].dim() else p
+        name: p[position : position + 1] if p.dim() > shapes[name].dim() else p.unsqueeze(0)
         for name, p in params.items()
     }
+
+
+class TaskActions:
+    """Actions of one task's R rollouts: a = mean(s) + std * eps, eps fixed per rollout.
+
+    Everything is computed on this task's own freshly allocated (64-byte aligned)
+    tensors with the same shapes for every task, so the same kernels see the same
+    data whatever else is sampled beside it: kernels take different paths for
+    differently aligned memory, and a slice of a batch can start anywhere.
+    """
+
+    def __init__(self, policy: nn.Module, params: Params, noise: np.ndarray):
+        self.activation = policy.activation
+        self.params = {name: p[0].contiguous() for name, p in params.items()}  # drop the [1]
+        std = self.params["log_std"].exp()
+        self.scaled_noise = torch.from_numpy(noise).clone() * std  # [R, H, a]
+
+    def __call__(self, observations: np.ndarray, t: int) -> np.ndarray:
+        """Actions [R, a] for this task's observations [R, d] at time step t."""
+        obs = torch.from_numpy(observations).clone()
+        mean, _ = gaussian_mlp(self.params, obs, self.activation)
+        return (mean + self.scaled_noise[:, t]).numpy()
 
 
 def make_vector_env(env_id: str, num_envs: int, horizon: int, env_kwargs: dict | None = None):
@@ -73,6 +100,14 @@ def rollout(
     key: RolloutKey,
 ) -> Episodes:
     """R rollouts of each task (of the shared or per-task stacked `params`) as padded Episodes."""
+    # per-task calls are small; one thread makes them thread-invariant
+    with torch_threads(1), torch.no_grad():
+        return _rollout(
+            vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key
+        )
+
+
+def _rollout(vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key):
     num_tasks, per_task = len(tasks), rollouts_per_task
     tasks_per_wave = vector_env.num_envs // per_task
     if tasks_per_wave < 1:
@@ -100,14 +135,15 @@ def rollout(
         env_seeds = [int(s.generate_state(1)[0]) for s in seeds]
         wave_tasks = [tasks[t] for t in wave for _ in range(per_task)]
         obs, _ = vector_env.reset(seed=env_seeds, options={"tasks": wave_tasks})
-        wave_params = take_tasks(policy, params, wave)
+        task_actions = [
+            TaskActions(policy, task_params(policy, params, int(t)), noise[j])
+            for j, t in enumerate(wave)
+        ]
         count = len(wave) * per_task
         running = np.ones(count, dtype=bool)
         for t in range(horizon):
             obs_batch = obs[:count].astype(np.float32).reshape(len(wave), per_task, obs_dim)
-            with torch.no_grad():
-                mean, log_std = policy_outputs(policy, wave_params, torch.from_numpy(obs_batch))
-                action = (mean + log_std.exp() * torch.from_numpy(noise[:, :, t])).numpy()
+            action = np.stack([act(obs_batch[j], t) for j, act in enumerate(task_actions)])
             observations[wave, :, t] = obs_batch
             actions[wave, :, t] = action
             mask[wave, :, t] = running.reshape(len(wave), per_task)

@@ -1,0 +1,246 @@
+"""The sampler, the config and the trainer: determinism, validation, run directory, learning."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from metarl.cli import main
+from metarl.config import ConfigError, TrainConfig, config_from_dict, load_config
+from metarl.policies import policy_params
+from metarl.sampling.local import LocalSampler
+from metarl.sampling.meta_batch import MetaBatch, sample_meta_batch
+from metarl.sampling.rollouts import make_vector_env
+from metarl.trainer import build_policy, iteration_tasks, sampler_settings, train
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+TIMING_COLUMNS = {"wall_s", "env_steps_per_s"}  # every *_s column is a duration too
+
+
+def small_config(**changes) -> TrainConfig:
+    values = dict(
+        env="metarl/Navigation2D-v0",
+        seed=3,
+        iterations=2,
+        meta_batch_size=4,
+        rollouts_per_task=5,
+        horizon=20,
+        hidden_sizes=[16, 16],
+        activation="tanh",
+        torch_threads=1,
+    )
+    values.update(changes)
+    return config_from_dict(values)
+
+
+def assert_meta_batches_equal(a: MetaBatch, b: MetaBatch) -> None:
+    for left, right in zip([*a.train, a.valid], [*b.train, b.valid], strict=True):
+        for field in ("observations", "actions", "rewards", "mask", "task_ids"):
+            np.testing.assert_array_equal(getattr(left, field), getattr(right, field), field)
+
+
+# ---- the local sampler ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/HalfCheetahVel-v0"])
+def test_local_sampler_result_does_not_depend_on_envs_stepped_at_once(env_id):
+    config = small_config(env=env_id, inner_steps=2, horizon=15, rollouts_per_task=3)
+    policy = build_policy(config)
+    params = policy_params(policy)
+    tasks = iteration_tasks(gym.make(env_id), config, iteration=0)
+    batches = []
+    for num_envs in (3, 6, 12):  # one task per wave, two per wave, the whole meta-batch
+        sampler = LocalSampler(sampler_settings(config), policy, num_envs)
+        batches.append(sampler.sample(params, tasks, iteration=0))
+        sampler.close()
+    assert_meta_batches_equal(batches[0], batches[1])
+    assert_meta_batches_equal(batches[0], batches[2])
+    # the inner steps changed the policy: post-adaptation rollouts differ from theta's
+    assert not np.array_equal(batches[0].train[0].actions, batches[0].valid.actions)
+
+
+def test_tasks_sampled_in_chunks_equal_the_whole_meta_batch():
+    """What the Ray sampler relies on: a task's rollouts depend on its id, not its companions."""
+    config = small_config(inner_steps=2)
+    policy = build_policy(config)
+    params = policy_params(policy)
+    settings = sampler_settings(config)
+    tasks = iteration_tasks(gym.make(config.env), config, iteration=1)
+    env = make_vector_env(config.env, 20, settings.horizon)
+    whole = sample_meta_batch(env, policy, params, tasks, np.arange(4), 1, settings)
+    chunks = [
+        sample_meta_batch(env, policy, params, tasks[i:j], np.arange(i, j), 1, settings)
+        for i, j in [(0, 1), (1, 3), (3, 4)]
+    ]
+    env.close()
+    assert_meta_batches_equal(whole, MetaBatch.concatenate(chunks))
+
+
+def test_different_seeds_give_different_rollouts():
+    policy = build_policy(small_config())
+    params = policy_params(policy)
+    batches = []
+    for seed in (0, 1):
+        config = small_config(seed=seed)
+        tasks = [{"goal": [0.2, -0.3]}] * 4
+        sampler = LocalSampler(sampler_settings(config), policy, 20)
+        batches.append(sampler.sample(params, tasks, iteration=0))
+        sampler.close()
+    assert not np.array_equal(batches[0].valid.actions, batches[1].valid.actions)
+
+
+# ---- configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_loads(path):
+    config = load_config(path)
+    assert isinstance(config, TrainConfig)
+    assert config.inner_lr == 0.1 and config.max_kl == 0.01  # the paper's settings
+
+
+def test_config_files_exist_for_every_paper_experiment():
+    names = {p.stem for p in CONFIGS}
+    assert {"navigation", "halfcheetah_vel", "halfcheetah_dir", "ant_vel", "ant_dir"} <= names
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["iterations=0"], "'iterations' must be >= 1"),
+        (["iterations=2.5"], "'iterations': expected an integer"),
+        (["hvp=magic"], "'hvp': 'magic' is not one of ['finite_difference'"),
+        (["activation=gelu"], "'activation': 'gelu' is not one of ['relu', 'tanh']"),
+        (["env=metarl/Nope-v0"], "'env': 'metarl/Nope-v0' is not one of"),
+        (["first_order=yes please"], "'first_order': expected true or false"),
+        (["hvp_subsample=0"], "'hvp_subsample' must be in (0, 1]"),
+        (["hidden_sizes=[64, 0]"], "'hidden_sizes'"),
+        (["learning_rate=0.1"], "unknown key(s) ['learning_rate']"),
+        (["iterations"], "expected key=value"),
+        (["max_kl=.nan"], "'max_kl': expected a finite number"),
+    ],
+)
+def test_bad_config_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(CONFIGS[0], overrides)
+    assert message in str(error.value)
+
+
+def test_unknown_key_in_yaml_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("env: metarl/Navigation2D-v0\nmeta_batch: 10\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['meta_batch'\]"):
+        load_config(path)
+
+
+def test_cli_reports_config_errors_before_any_work(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["train", str(CONFIGS[0]), "--set", "gamma=2", "--run-dir", str(run_dir)])
+    assert code == 2
+    assert "'gamma' must be in (0, 1]" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_cli_refuses_a_non_empty_run_directory(tmp_path, capsys):
+    (tmp_path / "something").write_text("keep me")
+    config = str(Path(__file__).parents[1] / "configs" / "navigation.yaml")
+    assert main(["train", config, "--run-dir", str(tmp_path), "--no-progress"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "something").read_text() == "keep me"
+
+
+# ---- the trainer ---------------------------------------------------------------------
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_timings(rows: list[dict]) -> list[dict]:
+    return [
+        {k: v for k, v in row.items() if k not in TIMING_COLUMNS and not k.endswith("_s")}
+        for row in rows
+    ]
+
+
+def test_smoke_train_cli_writes_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [
+        "iterations=2",
+        "meta_batch_size=4",
+        "rollouts_per_task=5",
+        "horizon=20",
+        "inner_steps=2",
+        "hidden_sizes=[16, 16]",
+    ]
+    args = ["train", str(Path(__file__).parents[1] / "configs" / "navigation.yaml")]
+    for override in overrides:
+        args += ["--set", override]
+    assert main([*args, "--run-dir", str(run_dir), "--no-progress"]) == 0
+
+    config = load_config(run_dir / "config.yaml")
+    assert config.iterations == 2 and config.inner_steps == 2 and config.hidden_sizes == [16, 16]
+    rows = read_metrics(run_dir)
+    assert [int(r["iteration"]) for r in rows] == [0, 1]
+    required = {
+        "iteration",
+        "env_steps",
+        "wall_s",
+        "return_pre",
+        "return_post_1",
+        "return_post_2",
+        "kl",
+        "surrogate_before",
+        "surrogate_after",
+        "line_search_steps",
+        "sampling_s",
+        "update_s",
+    }
+    assert required <= set(rows[0])
+    # 4 tasks x 5 rollouts x (2 inner steps + validation) x at most 20 steps
+    assert 0 < int(rows[0]["env_steps"]) <= 4 * 5 * 3 * 20
+    assert all(np.isfinite(float(r["kl"])) and float(r["kl"]) <= 0.01 * 1.0001 for r in rows)
+    events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    config = small_config(iterations=3)
+    first = read_metrics(train(config, tmp_path / "a", show_progress=False))
+    second = read_metrics(train(config, tmp_path / "b", show_progress=False))
+    assert without_timings(first) == without_timings(second)
+    other = read_metrics(
+        train(dataclasses.replace(config, seed=4), tmp_path / "c", show_progress=False)
+    )
+    assert without_timings(first) != without_timings(other)
+
+
+def test_trainer_updates_the_policy_within_the_trust_region(tmp_path):
+    rows = read_metrics(train(small_config(iterations=2), tmp_path / "run", show_progress=False))
+    for row in rows:
+        if int(row["accepted"]):
+            assert 0 < float(row["kl"]) <= 0.01 * 1.0001
+            assert float(row["surrogate_after"]) < float(row["surrogate_before"])
+
+
+@pytest.mark.slow
+def test_navigation_learns_to_adapt(tmp_path):
+    """Post-adaptation return rises clearly above its first value and above return_pre."""
+    config = load_config(
+        Path(__file__).parents[1] / "configs" / "navigation.yaml",
+        ["iterations=40", "hidden_sizes=[64, 64]", "activation=tanh"],
+    )
+    torch.set_num_threads(2)
+    rows = read_metrics(train(config, tmp_path / "run", show_progress=False))
+    post = np.array([float(r["return_post_1"]) for r in rows])
+    pre = np.array([float(r["return_pre"]) for r in rows])
+    first, last = post[:3].mean(), post[-5:].mean()
+    assert last > first + 0.3 * abs(first), (first, last)
+    assert post[-5:].mean() > pre[-5:].mean() + 0.05 * abs(pre[-5:].mean()), (pre[-5:], post[-5:])
