@@ -1,0 +1,145 @@
+"""Supervised experiment configuration: one frozen dataclass, validated before any work.
+
+The YAML keys are the field names of `SupervisedConfig`; `metarl.config.config_from_dict`
+checks types, choices and ranges, and `__post_init__` rejects combinations that do not
+make sense (e.g. the oracle on Omniglot), each error naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metarl.config import ConfigError
+
+PROBLEMS = ("sinusoid", "omniglot")
+ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")
+# which algorithms each problem supports (the paper's sinusoid baselines need the task's
+# amplitude/phase or a regression target shared across tasks; Omniglot labels are permuted)
+PROBLEM_ALGORITHMS = {
+    "sinusoid": ("maml", "pretrain", "oracle", "multitask", "context"),
+    "omniglot": ("maml", "context"),
+}
+PROBLEM_MODELS = {"sinusoid": ("mlp",), "omniglot": ("conv", "mlp")}
+OMNIGLOT_DRAWINGS = 20  # drawings of every Omniglot character
+
+
+def _at_least(low, *, strict=False):
+    def check(value):
+        if value < low or (strict and value == low):
+            return f"must be {'>' if strict else '>='} {low}"
+        return None
+
+    return {"check": check}
+
+
+def _positive_list(values):
+    if not values or any(v <= 0 for v in values):
+        return "must be a non-empty list of positive numbers"
+    return None
+
+
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """One supervised meta-learning experiment; defaults are the paper's sinusoid setting."""
+
+    problem: str = field(metadata={"choices": PROBLEMS})
+    algorithm: str = field(default="maml", metadata={"choices": ALGORITHMS})
+    seed: int = field(default=0, metadata=_at_least(0))
+    iterations: int = field(default=70000, metadata=_at_least(1))
+    meta_batch_size: int = field(default=25, metadata=_at_least(1))
+    inner_steps: int = field(default=1, metadata=_at_least(1))
+    inner_lr: float = field(default=0.01, metadata=_at_least(0, strict=True))
+    meta_lr: float = field(default=0.001, metadata=_at_least(0, strict=True))
+    first_order: bool = False
+    vmap: bool = True  # tasks of a meta-batch in one torch.func.vmap call
+    # tasks per batched call (0: the whole meta-batch); gradients are summed over chunks,
+    # so this bounds memory (and helps the conv net's speed) without changing the result
+    task_chunk: int = field(default=0, metadata=_at_least(0))
+    shots: int = field(default=10, metadata=_at_least(1))  # K: support examples (per class)
+    ways: int = field(default=5, metadata=_at_least(2))  # N: classes per Omniglot task
+    query: int = field(default=10, metadata=_at_least(1))  # query examples (per class)
+    # model: None picks the problem's default (sinusoid: mlp, omniglot: conv)
+    model: str | None = field(default=None, metadata={"choices": ("mlp", "conv")})
+    hidden_sizes: list[int] = field(default_factory=lambda: [40, 40])  # sinusoid MLP
+    data_path: str = "data/omniglot"  # folder of images_background*.zip, or one zip
+    split: list[float] = field(  # fractions of characters: meta-train, -validation, -test
+        default_factory=lambda: [0.7, 0.1, 0.2], metadata={"check": _positive_list}
+    )
+    split_seed: int = field(default=0, metadata=_at_least(0))
+    context_dim: int = field(default=4, metadata=_at_least(1))  # z size (channels on images)
+    multitask_models: int = field(default=500, metadata=_at_least(1))
+    multitask_batch: int = field(default=100, metadata=_at_least(1))  # points per step
+    multitask_reg: str = field(default="none", metadata={"choices": ("none", "l2", "mean")})
+    multitask_reg_weight: float = field(default=0.0, metadata=_at_least(0))
+    # step sizes tried when fine-tuning the pretrain/multitask baselines (tuned on
+    # meta-validation tasks at the end of training, as the paper's "tuned step size")
+    lr_grid: list[float] = field(
+        default_factory=lambda: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
+        metadata={"check": _positive_list},
+    )
+    eval_steps: int = field(default=10, metadata=_at_least(1))
+    eval_tasks: int = field(default=600, metadata=_at_least(2))
+    eval_shots: list[int] | None = None  # K values at evaluation (None: [shots])
+    eval_query: int | None = field(default=None, metadata=_at_least(1))  # None: query
+    val_interval: int = field(default=500, metadata=_at_least(1))
+    val_tasks: int = field(default=100, metadata=_at_least(2))
+    log_interval: int = field(default=50, metadata=_at_least(1))
+    checkpoint_interval: int = field(default=1000, metadata=_at_least(1))
+    torch_threads: int = field(default=0, metadata=_at_least(0))  # 0: one per core
+
+    def __post_init__(self):
+        if self.algorithm not in PROBLEM_ALGORITHMS[self.problem]:
+            raise ConfigError(
+                f"key 'algorithm': {self.algorithm!r} is not available for problem "
+                f"{self.problem!r}; choose one of {list(PROBLEM_ALGORITHMS[self.problem])}"
+            )
+        if self.model is not None and self.model not in PROBLEM_MODELS[self.problem]:
+            raise ConfigError(
+                f"key 'model': {self.model!r} is not available for problem {self.problem!r}; "
+                f"choose one of {list(PROBLEM_MODELS[self.problem])}"
+            )
+        if not self.hidden_sizes or any(size < 1 for size in self.hidden_sizes):
+            raise ConfigError(f"key 'hidden_sizes': sizes must be >= 1, got {self.hidden_sizes}")
+        if any(k < 1 for k in self.eval_shots or []) or self.eval_shots == []:
+            raise ConfigError(f"key 'eval_shots': must list K values >= 1, got {self.eval_shots}")
+        if self.problem == "omniglot":
+            self._check_omniglot()
+
+    def _check_omniglot(self) -> None:
+        if len(self.split) != 3:
+            raise ConfigError(f"key 'split': expected 3 fractions, got {self.split}")
+        largest_shots = max([self.shots, *(self.eval_shots or [])])
+        for key in ("query", "eval_query"):
+            query = getattr(self, key) or self.query
+            if largest_shots + query > OMNIGLOT_DRAWINGS:
+                raise ConfigError(
+                    f"key {key!r}: shots + query = {largest_shots} + {query} exceeds the "
+                    f"{OMNIGLOT_DRAWINGS} drawings of an Omniglot character"
+                )
+        path = Path(self.data_path)
+        if not path.exists():
+            raise ConfigError(
+                f"key 'data_path': {self.data_path!r} does not exist (expected a folder "
+                "holding images_background*.zip, or one such zip)"
+            )
+        if path.is_dir() and not sorted(path.glob("images_background*.zip")):
+            raise ConfigError(f"key 'data_path': no images_background*.zip in {self.data_path!r}")
+
+    @property
+    def model_kind(self) -> str:
+        """The network: the configured `model`, or the problem's default."""
+        return self.model or PROBLEM_MODELS[self.problem][0]
+
+    @property
+    def shots_to_evaluate(self) -> list[int]:
+        return list(self.eval_shots or [self.shots])
+
+    @property
+    def query_to_evaluate(self) -> int:
+        return self.eval_query or self.query
+
+    @property
+    def meta_learned(self) -> bool:
+        """True for the algorithms trained through an inner loop (MAML, context vector)."""
+        return self.algorithm in ("maml", "context")

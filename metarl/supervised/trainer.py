@@ -1,0 +1,251 @@
+"""The supervised training loop: MAML (or a baseline) on sinusoids or Omniglot; log; save.
+
+A run directory holds the resolved `config.yaml`, `metrics.csv` (one row per logging
+interval; the same scalars in TensorBoard under `tensorboard/`), `checkpoint.pt`
+(the latest parameters, written periodically and at the end) and `best.pt` (the
+parameters with the best meta-validation score). Both checkpoints carry the step
+size to fine-tune with at test time (`eval_lr`): the inner step size for MAML and
+the context vector, tuned on meta-validation tasks for the pretrained and
+multi-task baselines.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from metarl.checkpoints import save_checkpoint
+from metarl.config import config_to_yaml
+from metarl.metrics import MetricsLogger
+from metarl.runtime import keep_freed_memory, set_torch_threads
+from metarl.supervised.baselines import MultitaskRegressors, all_points_loss, tune_step_size
+from metarl.supervised.config import SupervisedConfig
+from metarl.supervised.maml import AdaptationCurve, adaptation_curve, query_losses
+from metarl.supervised.models import model_params
+from metarl.supervised.problems import (
+    STREAMS,
+    TaskSampler,
+    build_model,
+    evaluation_inner_loop,
+    loss_name,
+    make_task_sampler,
+    training_inner_loop,
+)
+from metarl.supervised.tasks import TaskBatch, seeded_rng
+
+CHECKPOINT_KIND = "supervised"
+
+
+def chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
+    """The batch cut into pieces of at most `size` tasks (0: the whole batch)."""
+    size = size or batch.num_tasks
+    return [batch.select(s, s + size) for s in range(0, batch.num_tasks, size)]
+
+
+def meta_step(
+    model: nn.Module,
+    batch: TaskBatch,
+    config: SupervisedConfig,
+    optimizer: torch.optim.Optimizer,
+) -> dict[str, float]:
+    """One Adam step on the MAML meta-objective (mean post-adaptation query loss)."""
+    params = model_params(model)
+    inner = training_inner_loop(config)
+    optimizer.zero_grad()
+    losses, accuracies = [], []
+    for part in chunks(batch, config.task_chunk):
+        task_losses, outputs = query_losses(model, params, part, inner)
+        (task_losses.sum() / batch.num_tasks).backward()
+        losses.append(task_losses.detach())
+        if inner.loss == "cross_entropy":
+            accuracies.append((outputs.argmax(-1) == part.query_y).float().mean(1))
+    optimizer.step()
+    stats = {"loss_post": torch.cat(losses).mean().item()}
+    if accuracies:
+        stats["accuracy_post"] = torch.cat(accuracies).mean().item()
+    return stats
+
+
+def supervised_step(
+    model: nn.Module, batch: TaskBatch, config: SupervisedConfig, optimizer
+) -> dict[str, float]:
+    """One Adam step of the pretrained/oracle baseline on all points of the meta-batch."""
+    optimizer.zero_grad()
+    loss = all_points_loss(model, model_params(model), batch, loss_name(config), config.vmap)
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item()}
+
+
+def validation_batches(sampler: TaskSampler, config: SupervisedConfig) -> list[TaskBatch]:
+    """The fixed meta-validation tasks of a run (validation stream of the run seed)."""
+    chunk = config.task_chunk or config.meta_batch_size
+    return sampler.batches(
+        "val", config.seed, config.val_tasks, config.shots, config.query_to_evaluate, chunk
+    )
+
+
+def validate(model: nn.Module, batches: list[TaskBatch], config: SupervisedConfig) -> dict:
+    """Query loss (and accuracy) of validation tasks before and after the training inner loop."""
+    inner = evaluation_inner_loop(config, config.inner_lr, config.inner_steps)
+    curve = adaptation_curve(model, model_params(model), batches, inner)
+    row = {"val_loss_pre": float(curve.losses[0].mean()), "val_loss_post": _last(curve.losses)}
+    if curve.accuracies is not None:
+        row["val_accuracy_pre"] = float(curve.accuracies[0].mean())
+        row["val_accuracy_post"] = _last(curve.accuracies)
+    return row
+
+
+def _last(values: np.ndarray) -> float:
+    return float(values[-1].mean())
+
+
+def validation_score(config: SupervisedConfig, row: dict) -> float:
+    """Higher is better: post-adaptation accuracy / -loss (pre-adaptation for the baselines)."""
+    phase = "post" if config.meta_learned else "pre"
+    if config.problem == "omniglot":
+        return row[f"val_accuracy_{phase}"]
+    value = row[f"val_loss_{phase}"]
+    return -value if math.isfinite(value) else -math.inf
+
+
+def eval_step_size(model: nn.Module, batches: list[TaskBatch], config: SupervisedConfig):
+    """The fine-tuning step size for test time, and the tuning scores where it was tuned."""
+    if config.meta_learned or config.algorithm == "oracle":
+        return config.inner_lr, {}
+    inner = evaluation_inner_loop(config, config.inner_lr, config.eval_steps)
+    return tune_step_size(model, model_params(model), batches, inner, config.lr_grid)
+
+
+def checkpoint_payload(model, config, iteration, step_size, scores, optimizer) -> dict:
+    return {
+        "kind": CHECKPOINT_KIND,
+        "config": dataclasses.asdict(config),
+        "model_state": copy.deepcopy(model.state_dict()),
+        "iteration": iteration,
+        "eval_lr": step_size,
+        "lr_scores": scores,
+        "optimizer_state": copy.deepcopy(optimizer.state_dict()),
+    }
+
+
+def train(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -> Path:
+    """Meta-train (or train a baseline) from scratch into `run_dir`; returns the run directory."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(f"run directory {str(run_dir)!r} exists and is not empty")
+    sampler = make_task_sampler(config)  # a bad data path fails before the run dir is made
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    keep_freed_memory()
+    set_torch_threads(config.torch_threads)
+
+    model = build_model(config)
+    val_batches = validation_batches(sampler, config)
+    multitask = None
+    if config.algorithm == "multitask":
+        rng = seeded_rng(config.seed, STREAMS["multitask"])
+        multitask = MultitaskRegressors(
+            model,
+            rng,
+            config.multitask_models,
+            config.meta_lr,
+            config.multitask_reg,
+            config.multitask_reg_weight,
+            config.vmap,
+        )
+        optimizer = multitask.optimizer
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
+    logger = MetricsLogger(run_dir)
+    best_score, best_state, best_iteration = -math.inf, None, 0
+    tasks_per_step = config.multitask_models if multitask else config.meta_batch_size
+    train_s, window, start = 0.0, [], time.perf_counter()
+    progress = tqdm(range(config.iterations), desc="iterations", disable=not show_progress)
+    try:
+        for iteration in progress:
+            rng = seeded_rng(config.seed, STREAMS["train"], iteration)
+            clock = time.perf_counter()
+            if multitask:
+                stats = {"loss": multitask.step(rng, config.multitask_batch)}
+            else:
+                batch = sampler.sample(
+                    "train", rng, config.meta_batch_size, config.shots, config.query
+                )
+                step = meta_step if config.meta_learned else supervised_step
+                stats = step(model, batch, config, optimizer)
+            train_s += time.perf_counter() - clock
+            window.append(stats)
+            done = iteration + 1
+            validating = done % config.val_interval == 0 or done == config.iterations
+            if not (validating or done % config.log_interval == 0):
+                continue
+            if multitask:
+                _load(model, multitask.average())
+            row = {
+                "iteration": done,
+                "tasks": done * tasks_per_step,
+                "wall_s": time.perf_counter() - start,
+                "tasks_per_s": done * tasks_per_step / train_s,
+                **{key: float(np.mean([s[key] for s in window])) for key in window[0]},
+                **dict.fromkeys(_validation_columns(config), math.nan),
+            }
+            window = []
+            if validating:
+                row.update(validate(model, val_batches, config))
+                score = validation_score(config, row)
+                if best_state is None or score > best_score:
+                    best_score, best_iteration = score, done
+                    best_state = copy.deepcopy(model.state_dict())
+                    save_checkpoint(
+                        run_dir / "best.pt",
+                        checkpoint_payload(model, config, done, config.inner_lr, {}, optimizer),
+                    )
+            logger.log(row)
+            progress.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("val")})
+            if done % config.checkpoint_interval == 0 and done < config.iterations:
+                save_checkpoint(
+                    run_dir / "checkpoint.pt",
+                    checkpoint_payload(model, config, done, config.inner_lr, {}, optimizer),
+                )
+        final_state = copy.deepcopy(model.state_dict())
+        for name, state, iteration in (
+            ("best.pt", best_state, best_iteration),
+            ("checkpoint.pt", final_state, config.iterations),
+        ):
+            model.load_state_dict(state)
+            step_size, scores = eval_step_size(model, val_batches, config)
+            payload = checkpoint_payload(model, config, iteration, step_size, scores, optimizer)
+            save_checkpoint(run_dir / name, payload)
+    finally:
+        logger.close()
+    return run_dir
+
+
+def _validation_columns(config: SupervisedConfig) -> list[str]:
+    columns = ["val_loss_pre", "val_loss_post"]
+    if config.problem == "omniglot":
+        columns += ["val_accuracy_pre", "val_accuracy_post"]
+    return columns
+
+
+def _load(model: nn.Module, params: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(params[name])
+
+
+def curve_summary(curve: AdaptationCurve) -> dict[str, list[float]]:
+    """Mean query loss (and accuracy) after each step, for logs and tests."""
+    summary = {"loss": curve.losses.mean(1).tolist()}
+    if curve.accuracies is not None:
+        summary["accuracy"] = curve.accuracies.mean(1).tolist()
+    return summary
