@@ -13,6 +13,7 @@ import torch
 
 from metarl.episodes import (
     Episodes,
+    as_tensor,
     discounted_returns,
     generalized_advantages,
     normalize_per_task,
@@ -74,9 +75,9 @@ def estimate_advantages(
     episodes: Episodes, gamma: float, gae_lambda: float, normalize: bool
 ) -> torch.Tensor:
     """Advantages [T, R, H] of `episodes`: GAE against a baseline fitted on these episodes."""
-    observations = torch.from_numpy(episodes.observations)
-    rewards = torch.from_numpy(episodes.rewards)
-    mask = torch.from_numpy(episodes.mask)
+    observations = as_tensor(episodes.observations)
+    rewards = as_tensor(episodes.rewards)
+    mask = as_tensor(episodes.mask)
     returns = discounted_returns(rewards, mask, gamma)
     values = fit_linear_baseline(observations, returns, mask)
     advantages = generalized_advantages(rewards, values, mask, gamma, gae_lambda)

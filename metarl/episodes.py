@@ -70,7 +70,7 @@ def discounted_cumsum(values: torch.Tensor, factor: float) -> torch.Tensor:
     """y_t = sum_k factor^k x_{t+k} along the last axis (a reversed first-order IIR filter)."""
     x = values.detach().cpu().numpy()[..., ::-1]
     y = scipy.signal.lfilter([1.0], [1.0, -factor], x, axis=-1)[..., ::-1]
-    return torch.from_numpy(np.ascontiguousarray(y)).to(values.dtype)
+    return torch.tensor(np.ascontiguousarray(y), dtype=values.dtype)  # a copy, torch-aligned
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -127,14 +127,23 @@ class StepBatch:
         )
 
 
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A torch copy of `array` in torch's own (64-byte aligned) memory.
+
+    numpy arrays can start at any 16-byte boundary, and some kernels round
+    differently on differently aligned inputs; copies keep results reproducible.
+    """
+    return torch.from_numpy(np.ascontiguousarray(array)).clone()
+
+
 def step_batch(episodes: Episodes, advantages: torch.Tensor, pack: bool) -> StepBatch:
     """Flatten each task's rollouts into one step axis; `pack` keeps only valid steps."""
     num_tasks = episodes.num_tasks
-    observations = torch.from_numpy(episodes.observations).reshape(
+    observations = as_tensor(episodes.observations).reshape(
         num_tasks, -1, episodes.observations.shape[-1]
     )
-    actions = torch.from_numpy(episodes.actions).reshape(num_tasks, -1, episodes.actions.shape[-1])
-    mask = torch.from_numpy(episodes.mask).reshape(num_tasks, -1)
+    actions = as_tensor(episodes.actions).reshape(num_tasks, -1, episodes.actions.shape[-1])
+    mask = as_tensor(episodes.mask).reshape(num_tasks, -1)
     advantages = advantages.reshape(num_tasks, -1).to(torch.float32)
     if pack:
         counts = mask.sum(-1)
