@@ -99,6 +99,11 @@ class SupervisedConfig:
                 f"key 'model': {self.model!r} is not available for problem {self.problem!r}; "
                 f"choose one of {list(PROBLEM_MODELS[self.problem])}"
             )
+        if self.algorithm == "context" and self.problem == "omniglot" and self.model == "mlp":
+            raise ConfigError(
+                "key 'model': the context vector needs the conv net on Omniglot; in the mlp "
+                "the first layer's batch norm cancels a constant input vector z exactly"
+            )
         if not self.hidden_sizes or any(size < 1 for size in self.hidden_sizes):
             raise ConfigError(f"key 'hidden_sizes': sizes must be >= 1, got {self.hidden_sizes}")
         if any(k < 1 for k in self.eval_shots or []) or self.eval_shots == []:

@@ -19,6 +19,7 @@ import torch
 
 from metarl.checkpoints import CheckpointError
 from metarl.config import ConfigError, config_from_dict
+from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.maml import adaptation_curve
 from metarl.supervised.models import model_params
@@ -119,6 +120,8 @@ def evaluate_checkpoint(path: str | Path, checkpoint: dict, args) -> dict:
     """
     path = Path(path)
     config, model = model_from_checkpoint(checkpoint, str(path))
+    keep_freed_memory()
+    set_torch_threads(config.torch_threads)
     tasks = config.eval_tasks if args.tasks is None else args.tasks
     steps = config.eval_steps if args.steps is None else args.steps
     seed = config.seed if args.seed is None else args.seed

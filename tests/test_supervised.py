@@ -1,0 +1,353 @@
+"""Supervised MAML: meta-gradients against finite differences, batch norm, data, config."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.config import ConfigError, config_from_dict
+from metarl.supervised.baselines import MultitaskRegressors, tune_step_size
+from metarl.supervised.config import SupervisedConfig
+from metarl.supervised.evaluate import mean_ci95
+from metarl.supervised.maml import InnerLoop, adapt, adaptation_curve, query_losses
+from metarl.supervised.models import (
+    ConvNet,
+    OmniglotMLP,
+    SinusoidMLP,
+    batched_forward,
+    model_params,
+)
+from metarl.supervised.omniglot import (
+    OmniglotDataError,
+    load_omniglot,
+    sample_omniglot_tasks,
+    split_classes,
+)
+from metarl.supervised.tasks import TaskBatch, sample_sinusoid_tasks
+
+torch.set_num_threads(1)
+DATA = Path(__file__).resolve().parents[1] / "data" / "omniglot"
+
+
+def meta_loss(model, params, batch, inner) -> torch.Tensor:
+    return query_losses(model, params, batch, inner)[0].mean()
+
+
+def finite_difference_gradient(f, params: dict, eps: float = 1e-6) -> dict:
+    """Central differences of the scalar f(params) for every entry of every parameter."""
+    grads = {}
+    for name, p in params.items():
+        grad = torch.zeros_like(p)
+        for i in range(p.numel()):
+            shifted = {}
+            for sign in (1, -1):
+                q = p.detach().clone()
+                q.view(-1)[i] += sign * eps
+                shifted[sign] = f({**params, name: q.requires_grad_()}).item()
+            grad.view(-1)[i] = (shifted[1] - shifted[-1]) / (2 * eps)
+        grads[name] = grad
+    return grads
+
+
+def tiny_regression(seed: int = 0):
+    torch.manual_seed(seed)
+    model = SinusoidMLP(1, [4]).double()
+    batch = sample_sinusoid_tasks(np.random.default_rng(seed), 3, 4, 5).to(torch.float64)
+    return model, batch
+
+
+def tiny_classification(seed: int = 0, context_dim: int = 0):
+    """A batch-norm network (the non-conv Omniglot net, narrow) on random 3-way tasks."""
+    torch.manual_seed(seed)
+    model = OmniglotMLP(3, hidden_sizes=(5, 4), context_dim=context_dim).double()
+    x = torch.randn(2, 12, 1, 28, 28, dtype=torch.float64)
+    y = torch.arange(3).repeat(4).expand(2, 12)
+    batch = TaskBatch(x[:, :6], y[:, :6], x[:, 6:], y[:, 6:])
+    return model, batch
+
+
+@pytest.mark.parametrize("use_vmap", [True, False])
+def test_second_order_meta_gradient_matches_finite_differences(use_vmap):
+    model, batch = tiny_regression()
+    inner = InnerLoop("mse", steps=2, step_size=0.05, use_vmap=use_vmap)
+    params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
+    grads = torch.autograd.grad(meta_loss(model, params, batch, inner), list(params.values()))
+    expected = finite_difference_gradient(lambda p: meta_loss(model, p, batch, inner), params)
+    for (name, numeric), analytic in zip(expected.items(), grads):
+        torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_batch_norm_meta_gradient_matches_finite_differences():
+    model, batch = tiny_classification()
+    inner = InnerLoop("cross_entropy", steps=1, step_size=0.4)
+    params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
+    loss = meta_loss(model, params, batch, inner)
+    grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    small = {n: params[n] for n in ("features.1.weight", "features.4.bias", "head.weight")}
+    expected = finite_difference_gradient(
+        lambda p: meta_loss(model, {**params, **p}, batch, inner), small
+    )
+    for name, numeric in expected.items():
+        torch.testing.assert_close(grads[name], numeric, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_context_vector_adapts_only_z_and_its_meta_gradient_is_exact():
+    torch.manual_seed(0)
+    model = SinusoidMLP(1, [4], context_dim=2).double()
+    batch = sample_sinusoid_tasks(np.random.default_rng(0), 3, 4, 5).to(torch.float64)
+    inner = InnerLoop("mse", steps=2, step_size=0.1, names=("context",))
+    params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
+    adapted = adapt(model, params, batch.support_x, batch.support_y, inner)
+    assert adapted["context"].shape == (3, 2)  # one z per task
+    assert all(adapted[n] is params[n] for n in params if n != "context")
+    assert not torch.allclose(adapted["context"][0], adapted["context"][1])
+    loss = meta_loss(model, params, batch, inner)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    expected = finite_difference_gradient(lambda p: meta_loss(model, p, batch, inner), params)
+    for (name, numeric), analytic in zip(expected.items(), grads):
+        torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_context_channels_reach_the_conv_net_only_through_padded_borders():
+    """Batch norm removes a constant input offset; z acts where zero padding breaks it."""
+    torch.manual_seed(0)
+    model = ConvNet(3, filters=4, context_dim=2).double()
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    z = model.context.detach().clone().requires_grad_()
+    out = torch.func.functional_call(model, {**model_params(model), "context": z}, (x,))
+    (grad,) = torch.autograd.grad(out.square().sum(), [z])
+    assert grad.abs().max() > 1e-6
+
+
+def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters():
+    model, batch = tiny_regression(1)
+    params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
+    exact = InnerLoop("mse", steps=1, step_size=0.1)
+    first = InnerLoop("mse", steps=1, step_size=0.1, first_order=True)
+    g_exact = torch.autograd.grad(meta_loss(model, params, batch, exact), list(params.values()))
+    g_first = torch.autograd.grad(meta_loss(model, params, batch, first), list(params.values()))
+    # first order: the mean over tasks of grad L_query(theta'_i) with theta'_i held fixed
+    adapted = adapt(model, params, batch.support_x, batch.support_y, first)
+    expected = [torch.zeros_like(p) for p in params.values()]
+    for task in range(batch.num_tasks):
+        fixed = {n: adapted[n][task].detach().requires_grad_() for n in params}
+        one = batch.select(task, task + 1)
+        query = torch.func.functional_call(model, fixed, (one.query_x[0],))
+        loss = (query - one.query_y[0]).pow(2).mean() / batch.num_tasks
+        for total, g in zip(expected, torch.autograd.grad(loss, list(fixed.values()))):
+            total += g
+    for a, b in zip(g_first, expected):
+        torch.testing.assert_close(a, b)
+    differences = [(a - b).abs().max().item() for a, b in zip(g_exact, g_first)]
+    assert max(differences) > 1e-3  # the second-order terms matter
+
+
+def test_inner_step_adapts_each_task_with_its_own_gradient():
+    model, batch = tiny_regression(2)
+    params = dict(model.named_parameters())
+    inner = InnerLoop("mse", steps=1, step_size=0.05)
+    adapted = adapt(model, params, batch.support_x, batch.support_y, inner)
+    for task in range(batch.num_tasks):
+        out = torch.func.functional_call(model, params, (batch.support_x[task],))
+        loss = (out - batch.support_y[task]).pow(2).mean()
+        grads = torch.autograd.grad(loss, list(params.values()))
+        for (name, p), g in zip(params.items(), grads):
+            torch.testing.assert_close(adapted[name][task], p - 0.05 * g)
+
+
+def test_vmap_and_loop_give_the_same_conv_meta_gradient():
+    torch.manual_seed(0)
+    model = ConvNet(3, filters=4).double()
+    x = torch.rand(3, 6, 1, 28, 28, dtype=torch.float64)
+    y = torch.arange(3).repeat(2).expand(3, 6)
+    batch = TaskBatch(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:])
+    params = model_params(model)
+    grads = []
+    for use_vmap in (True, False):
+        inner = InnerLoop("cross_entropy", steps=2, step_size=0.4, use_vmap=use_vmap)
+        loss = meta_loss(model, params, batch, inner)
+        grads.append(torch.autograd.grad(loss, list(params.values())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_batch_norm_uses_each_tasks_own_batch_statistics():
+    torch.manual_seed(0)
+    model = ConvNet(5)
+    assert not list(model.buffers())  # no running statistics to leak between tasks
+    x = torch.rand(2, 10, 1, 28, 28)
+    params = model_params(model)
+    both = batched_forward(model, params, x)
+    alone = batched_forward(model, params, x[:1])
+    changed = batched_forward(model, params, torch.cat([x[:1], 5 * x[1:] + 1]))
+    torch.testing.assert_close(both[0], alone[0])
+    torch.testing.assert_close(changed[0], alone[0])
+    # the statistics are the batch's own: normalizing is invariant to an affine input shift
+    first = model.features[0][1]
+    h = torch.nn.functional.conv2d(x[0], model.features[0][0].weight, None, 2, 1)
+    normalized = first(h)
+    torch.testing.assert_close(normalized.mean(dim=(0, 2, 3)), first.bias, atol=1e-5, rtol=0)
+    model.eval()  # even in eval mode: batch statistics, as in the paper's implementation
+    torch.testing.assert_close(batched_forward(model, params, x[:1])[0], alone[0])
+
+
+def test_adaptation_curve_matches_plain_gradient_descent():
+    model, batch = tiny_regression(3)
+    params = dict(model.named_parameters())
+    curve = adaptation_curve(model, params, [batch], InnerLoop("mse", steps=2, step_size=0.1))
+    current = {n: p.detach().clone().requires_grad_() for n, p in params.items()}
+    task = 1
+    for step in range(3):
+        query = torch.func.functional_call(model, current, (batch.query_x[task],))
+        assert curve.losses[step, task] == pytest.approx(
+            (query - batch.query_y[task]).pow(2).mean().item(), rel=1e-10
+        )
+        out = torch.func.functional_call(model, current, (batch.support_x[task],))
+        loss = (out - batch.support_y[task]).pow(2).mean()
+        grads = torch.autograd.grad(loss, list(current.values()))
+        current = {
+            n: (p - 0.1 * g).detach().requires_grad_() for (n, p), g in zip(current.items(), grads)
+        }
+    assert curve.accuracies is None
+
+
+def test_multitask_regressors_train_independently_and_average():
+    torch.manual_seed(0)
+    model = SinusoidMLP(1, [8])
+    stacks = []
+    for use_vmap in (True, False):
+        regressors = MultitaskRegressors(
+            model, np.random.default_rng(0), 3, 0.01, use_vmap=use_vmap
+        )
+        for step in range(3):
+            regressors.step(np.random.default_rng(step), 20)
+        stacks.append(regressors)
+    for name in stacks[0].stack:
+        torch.testing.assert_close(stacks[0].stack[name], stacks[1].stack[name])
+        torch.testing.assert_close(stacks[0].average()[name], stacks[0].stack[name].mean(0))
+    # the regressors start from different initializations and fit different sinusoids
+    first = stacks[0].stack["net.0.weight"]
+    assert not torch.allclose(first[0], first[1])
+
+
+def test_tune_step_size_picks_the_lowest_fine_tuned_loss():
+    model, tasks = tiny_regression(4)
+    batch = TaskBatch(tasks.support_x, tasks.support_y, tasks.support_x, tasks.support_y)
+    params = dict(model.named_parameters())
+    inner = InnerLoop("mse", steps=3, step_size=0.0)
+    grid = [1e-4, 0.01, 0.03, 1e4]
+    chosen, scores = tune_step_size(model, params, [batch], inner, grid)
+    assert scores[1e4] > 1e6  # diverged
+    assert chosen == min(scores, key=scores.get) and chosen in (0.01, 0.03)
+
+
+def test_mean_ci95():
+    mean, half = mean_ci95(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert mean == 2.5
+    assert half == pytest.approx(1.96 * np.std([1, 2, 3, 4], ddof=1) / 2)
+
+
+# ---------------------------------------------------------------- Omniglot data
+
+
+def test_omniglot_loader_reads_the_shipped_zips():
+    data = load_omniglot(DATA)
+    assert data.images.shape == (292, 20, 28, 28)  # 136 + 156 characters, 20 drawings each
+    assert data.images.dtype == torch.float32
+    assert 0.0 <= data.images.min() and data.images.max() <= 1.0
+    # strokes are 1 on a 0 background: mostly background
+    assert 0.02 < data.images.mean().item() < 0.3
+    assert data.num_classes == 292 * 4
+    assert len(set(data.names)) == 292
+
+
+def test_omniglot_splits_are_disjoint_seeded_and_keep_rotations_together():
+    splits = split_classes(292, [0.7, 0.1, 0.2], seed=0)
+    sets = {k: set(v.tolist()) for k, v in splits.items()}
+    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"])
+    assert not sets["val"] & sets["test"]
+    assert set().union(*sets.values()) == set(range(292 * 4))
+    characters = {k: {c // 4 for c in v} for k, v in sets.items()}
+    assert not (characters["train"] & characters["test"] or characters["val"] & characters["test"])
+    assert [len(characters[k]) for k in ("train", "val", "test")] == [204, 30, 58]
+    again = split_classes(292, [0.7, 0.1, 0.2], seed=0)
+    other = split_classes(292, [0.7, 0.1, 0.2], seed=1)
+    assert all(np.array_equal(splits[k], again[k]) for k in splits)
+    assert not np.array_equal(splits["test"], other["test"])
+
+
+def test_omniglot_tasks_have_the_right_shapes_labels_and_rotations():
+    data = load_omniglot(DATA)
+    classes = split_classes(292, [0.7, 0.1, 0.2], seed=0)["test"]
+    batch = sample_omniglot_tasks(data, classes, np.random.default_rng(0), 4, 5, 2, 3)
+    assert batch.support_x.shape == (4, 10, 1, 28, 28)
+    assert batch.query_x.shape == (4, 15, 1, 28, 28)
+    for labels, per_class in ((batch.support_y, 2), (batch.query_y, 3)):
+        assert all(torch.bincount(row, minlength=5).tolist() == [per_class] * 5 for row in labels)
+    # replay the sampler's draws: each label is one (character, rotation) class of the split
+    rng = np.random.default_rng(0)
+    chosen = [rng.choice(classes, size=5, replace=False) for _ in range(4)]
+    drawings = [rng.permutation(20)[:5] for _ in range(4 * 5)]
+    task, label = 2, 3
+    cls, order = chosen[task][label], drawings[task * 5 + label]
+    expected = torch.rot90(data.images[cls // 4, order[0]], int(cls % 4), dims=(0, 1))
+    support = batch.support_x[task, batch.support_y[task] == label]
+    torch.testing.assert_close(support[0, 0], expected)
+    assert np.isin(np.concatenate(chosen), classes).all()
+
+
+def test_malformed_or_missing_omniglot_data_is_a_clear_error(tmp_path):
+    with pytest.raises(OmniglotDataError, match="data_path"):
+        load_omniglot(tmp_path / "nowhere")
+    with pytest.raises(OmniglotDataError, match="no Omniglot"):
+        load_omniglot(tmp_path)
+    (tmp_path / "images_background.zip").write_bytes(b"not a zip")
+    with pytest.raises(OmniglotDataError, match="not a readable zip"):
+        load_omniglot(tmp_path)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    with zipfile.ZipFile(flat / "images_background.zip", "w") as archive:
+        archive.writestr("images_background/a.png", b"x")
+    with pytest.raises(OmniglotDataError, match="<alphabet>/<character>"):
+        load_omniglot(flat)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"problem": "omniglot", "algorithm": "oracle"}, "algorithm"),
+        ({"problem": "omniglot", "algorithm": "pretrain"}, "algorithm"),
+        ({"problem": "sinusoid", "model": "conv"}, "model"),
+        ({"problem": "omniglot", "algorithm": "context", "model": "mlp"}, "model"),
+        ({"problem": "regression"}, "problem"),
+        ({"problem": "sinusoid", "inner_lr": 0}, "inner_lr"),
+        ({"problem": "sinusoid", "first_order": "yes"}, "first_order"),
+        ({"problem": "sinusoid", "eval_shots": [0]}, "eval_shots"),
+        ({"problem": "omniglot", "data_path": "/no/such/dir"}, "data_path"),
+        ({"problem": "omniglot", "shots": 5, "query": 16}, "query"),
+        ({"problem": "sinusoid", "shotz": 5}, "shotz"),
+    ],
+)
+def test_bad_config_names_the_key(values, key):
+    if values["problem"] == "omniglot" and "data_path" not in values:
+        values = {**values, "data_path": str(DATA)}
+    with pytest.raises(ConfigError, match=key):
+        config_from_dict(values, "test", SupervisedConfig)
+
+
+def test_shipped_configs_are_valid():
+    from metarl.config import load_config
+
+    root = DATA.parents[1]
+    for name in ("sinusoid", "omniglot_5way1shot", "omniglot_5way5shot", "omniglot_20way1shot"):
+        config = load_config(
+            root / "configs" / f"{name}.yaml", [f"data_path={DATA}"], SupervisedConfig
+        )
+        assert config.algorithm == "maml" and not config.first_order
