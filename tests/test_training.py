@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.cli import main
+from metarl.cli import is_supervised_config, main
 from metarl.config import ConfigError, TrainConfig, config_from_dict, load_config
 from metarl.policies import policy_params
 from metarl.sampling.local import LocalSampler
@@ -19,7 +19,8 @@ from metarl.sampling.meta_batch import MetaBatch, sample_meta_batch
 from metarl.sampling.rollouts import make_vector_env
 from metarl.trainer import build_policy, iteration_tasks, sampler_settings, train
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+ALL_CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = [p for p in ALL_CONFIGS if not is_supervised_config(p)]  # the RL ones
 TIMING_COLUMNS = {"wall_s", "env_steps_per_s"}  # every *_s column is a duration too
 
 
@@ -98,8 +99,13 @@ def test_different_seeds_give_different_rollouts():
 # ---- configuration -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=[p.stem for p in ALL_CONFIGS])
 def test_every_config_loads(path):
+    if is_supervised_config(path):
+        from metarl.supervised.config import SupervisedConfig
+
+        assert isinstance(load_config(path, cls=SupervisedConfig), SupervisedConfig)
+        return
     config = load_config(path)
     assert isinstance(config, TrainConfig)
     assert config.inner_lr == 0.1 and config.max_kl == 0.01  # the paper's settings
