@@ -75,7 +75,7 @@ class SupervisedConfig:
     # step sizes tried when fine-tuning the pretrain/multitask baselines (tuned on
     # meta-validation tasks at the end of training, as the paper's "tuned step size")
     lr_grid: list[float] = field(
-        default_factory=lambda: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
+        default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
         metadata={"check": _positive_list},
     )
     eval_steps: int = field(default=10, metadata=_at_least(1))
