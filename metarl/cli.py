@@ -1,7 +1,10 @@
 """The `metarl` command line.
 
 metarl train CONFIG [--set key=value]... [--run-dir DIR]
-metarl eval CHECKPOINT [--tasks N] [--steps K] [--seed S] [--out DIR]
+metarl train --resume RUN_DIR [--set iterations=N]
+metarl eval CHECKPOINT_OR_RUN_DIR [--tasks N] [--steps K] [--rollouts R] [--seed S]
+            [--baselines pretrained,random,oracle,context] [--out DIR]
+metarl plot RUN_DIR_OR_EVAL_JSON... [-o FILE.png]
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import yaml
 
 import metarl
 from metarl.checkpoints import CheckpointError, load_checkpoint
-from metarl.config import ConfigError, load_config
+from metarl.config import ConfigError, load_config, parse_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="meta-train from a YAML config")
-    train.add_argument("config", help="YAML file whose keys are the config's fields")
+    train.add_argument("config", nargs="?", help="YAML file whose keys are the config's fields")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its checkpoint (only --set iterations=N allowed)",
+    )
     train.add_argument(
         "--set",
         dest="overrides",
@@ -42,13 +51,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     evaluate = commands.add_parser("eval", help="evaluate adaptation from a checkpoint")
-    evaluate.add_argument("checkpoint", type=Path, help="a checkpoint file written by train")
-    evaluate.add_argument("--tasks", type=int, default=None, help="held-out tasks")
-    evaluate.add_argument("--steps", type=int, default=None, help="adaptation steps")
+    evaluate.add_argument(
+        "checkpoint", type=Path, help="a checkpoint file written by train, or its run directory"
+    )
+    evaluate.add_argument("--tasks", type=int, default=None, help="held-out tasks (RL: 40)")
+    evaluate.add_argument("--steps", type=int, default=None, help="adaptation steps (RL: 3)")
+    evaluate.add_argument(
+        "--rollouts", type=int, default=None, help="rollouts per task and step (RL: the config's)"
+    )
     evaluate.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks")
+    evaluate.add_argument(
+        "--baselines",
+        default="",
+        metavar="LIST",
+        help="comma-separated methods to compare: pretrained, random, oracle, context; "
+        "name=PATH uses that checkpoint, otherwise the baseline is trained (once) with "
+        "the run's config into RUN_DIR/baselines/NAME",
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
     evaluate.add_argument(
         "--out", type=Path, default=None, help="output directory (default: beside the checkpoint)"
     )
+
+    plot = commands.add_parser("plot", help="learning and adaptation curves as a PNG")
+    plot.add_argument(
+        "inputs", nargs="+", type=Path, help="run directories (metrics.csv) and/or eval.json files"
+    )
+    plot.add_argument("-o", "--output", type=Path, default=Path("metarl.png"), help="PNG file")
     return parser
 
 
@@ -62,6 +91,10 @@ def is_supervised_config(path: str | Path) -> bool:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        return resume_training(args)
+    if args.config is None:
+        raise ConfigError("train: give a CONFIG file, or --resume RUN_DIR")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = args.run_dir or Path("runs") / f"{Path(args.config).stem}-{stamp}"
     # Heavy imports only once the config is known to be valid.
@@ -81,14 +114,67 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def resume_training(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        raise ConfigError("train --resume RUN_DIR takes no CONFIG: the run keeps its own")
+    overrides = parse_overrides(args.overrides)
+    if set(overrides) - {"iterations"}:
+        raise ConfigError(f"--resume: only 'iterations' may change, got {sorted(set(overrides))}")
+    from metarl.trainer import resume
+
+    resume(args.resume, show_progress=not args.no_progress, iterations=overrides.get("iterations"))
+    print(f"run written to {args.resume}")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    checkpoint = load_checkpoint(args.checkpoint)
+    from metarl.baseline_runs import checkpoint_path
+
+    path = checkpoint_path(args.checkpoint)
+    checkpoint = load_checkpoint(path)
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
 
-        evaluate_checkpoint(args.checkpoint, checkpoint, args)
+        evaluate_checkpoint(path, checkpoint, args)
         return 0
-    raise CheckpointError(f"{args.checkpoint}: RL evaluation is not available yet")
+    from metarl.baseline_runs import baseline_policies, parse_baselines
+    from metarl.evaluation import EvaluationSettings, format_table, run_evaluation, write_results
+    from metarl.trainer import policy_from_checkpoint
+
+    baselines = parse_baselines(args.baselines)  # checked before any work
+    settings = EvaluationSettings(
+        tasks=args.tasks or 40,
+        steps=args.steps if args.steps is not None else 3,
+        rollouts=args.rollouts,
+        seed=args.seed or 0,
+    )
+    for key in ("tasks", "rollouts"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{key} must be >= 1, got {value}")
+    if settings.steps < 0:
+        raise ConfigError(f"--steps must be >= 0, got {settings.steps}")
+    config, policy = policy_from_checkpoint(checkpoint)
+    method = {"maml": "maml", "context": "context", "pretrain": "pretrained"}.get(
+        config.algorithm, config.algorithm
+    )
+    methods = {method: (policy, config, str(path))}
+    methods.update(
+        baseline_policies(baselines, config, path.parent, show_progress=not args.no_progress)
+    )
+    curves = run_evaluation(methods, settings, config.env)
+    out_dir = args.out or path.parent
+    json_path, csv_path = write_results(curves, settings, config.env, out_dir)
+    print(format_table(curves))
+    print(f"wrote {json_path} and {csv_path}")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from metarl.plotting import plot
+
+    print(f"wrote {plot(args.inputs, args.output)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,10 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"train": run_train, "eval": run_eval}[args.command](args)
-    except (ConfigError, CheckpointError, FileExistsError) as error:
+        commands = {"train": run_train, "eval": run_eval, "plot": run_plot}
+        return commands[args.command](args)
+    except (ConfigError, CheckpointError, FileExistsError, ValueError) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the trainer has written its checkpoint and said how to resume
+        return 130
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import yaml
 import metarl_envs
 
 HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
+ALGORITHMS = ("maml", "pretrain", "oracle", "context")
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,10 @@ class TrainConfig:
     """One experiment. Defaults are the MAML paper's (navigation scale where they differ)."""
 
     env: str = field(metadata=_choices(*metarl_envs.ENV_IDS))
+    # maml: the paper's method. pretrain: TRPO on tasks of the whole distribution, no
+    # adaptation in training. oracle: TRPO on the env's oracle=True variant (task in the
+    # observation). context: MAML-TRPO adapting only a context vector z fed to the policy.
+    algorithm: str = field(default="maml", metadata=_choices(*ALGORITHMS))
     seed: int = field(default=0, metadata=_at_least(0))
     iterations: int = field(default=500, metadata=_at_least(1))
     meta_batch_size: int = field(default=20, metadata=_at_least(1))
@@ -74,10 +79,22 @@ class TrainConfig:
     sampler: str = field(default="local", metadata=_choices("local"))
     num_envs: int = field(default=400, metadata=_at_least(1))  # env copies stepped together
     torch_threads: int = field(default=0, metadata=_at_least(0))  # 0: one per core
+    context_size: int = field(default=4, metadata=_at_least(1))  # algorithm: context
+    checkpoint_every: int = field(default=10, metadata=_at_least(1))  # iterations
+    # evaluation: inner step k uses eval_step_sizes[k] (the last one for further steps)
+    eval_step_sizes: list[float] = field(default_factory=lambda: [0.1, 0.05])
+    # evaluation of pretrain / random init: the fine-tuning step size is tuned on this grid
+    finetune_step_sizes: list[float] = field(
+        default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    )
 
     def __post_init__(self):
         if not self.hidden_sizes or any(size < 1 for size in self.hidden_sizes):
             raise ConfigError(f"key 'hidden_sizes': sizes must be >= 1, got {self.hidden_sizes}")
+        for key in ("eval_step_sizes", "finetune_step_sizes"):
+            sizes = getattr(self, key)
+            if not sizes or any(size <= 0 for size in sizes):
+                raise ConfigError(f"key {key!r}: step sizes must be > 0, got {sizes}")
 
 
 def _check_type(key: str, value, expected):

@@ -32,16 +32,23 @@ def tensorboard_tag(column: str) -> str:
 class MetricsLogger:
     """Appends rows to `metrics.csv` and writes each value as a TensorBoard scalar.
 
-    The CSV header is fixed by the first row; a resumed run appends to the same file.
+    The CSV header is fixed by the first row. A resumed run (`resume_from` = the
+    first iteration it runs) first drops the rows and TensorBoard events of
+    iterations >= resume_from, logged after the checkpoint it resumes from.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, resume_from: int = 0):
         self.path = run_dir / "metrics.csv"
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.columns: list[str] | None = None
         if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open() as handle:
-                self.columns = next(csv.reader(handle))
+            with self.path.open(newline="") as handle:
+                rows = list(csv.reader(handle))
+            self.columns = rows[0]
+            kept = [r for r in rows[1:] if int(r[self.columns.index("iteration")]) < resume_from]
+            with self.path.open("w", newline="") as handle:
+                csv.writer(handle).writerows([self.columns, *kept])
+        purge = {"purge_step": resume_from} if resume_from > 0 else {}
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), **purge)
 
     def log(self, row: dict) -> None:
         if self.columns is None:

@@ -23,7 +23,10 @@ ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
 
 class GaussianMLPPolicy(nn.Module):
-    """a ~ N(mu(s), diag(exp(log_std))^2), mu an MLP, log_std learned and state-independent."""
+    """a ~ N(mu(s), diag(exp(log_std))^2), mu an MLP, log_std learned and state-independent.
+
+    With `context_size` > 0 the MLP reads [s, z], z a learned parameter `context`.
+    """
 
     def __init__(
         self,
@@ -32,15 +35,21 @@ class GaussianMLPPolicy(nn.Module):
         hidden_sizes: Sequence[int] = (100, 100),
         activation: str = "relu",
         init_log_std: float = 0.0,
+        context_size: int = 0,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.observation_dim, self.action_dim = observation_dim, action_dim
         self.activation = activation
-        sizes = [observation_dim, *hidden_sizes, action_dim]
+        sizes = [observation_dim + context_size, *hidden_sizes, action_dim]
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
         self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
+        if context_size:
+            # Free inputs z appended to every observation (the context-vector comparison of
+            # the MAML paper's appendix C); an inner loop that adapts only `context`
+            # adapts the policy to a task through its input alone.
+            self.context = nn.Parameter(torch.zeros(context_size))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -64,6 +73,10 @@ def gaussian_mlp(
     """
     act = ACTIVATIONS[activation]
     hidden, index = observations, 0
+    if "context" in params:  # [c] shared or [T, c] per task, broadcast over the steps
+        context = params["context"].unsqueeze(-2)
+        context = context.expand(*observations.shape[:-1], context.shape[-1])
+        hidden = torch.cat([observations, context], dim=-1)
     while f"layers.{index}.weight" in params:
         if index > 0:
             hidden = act(hidden)

@@ -1,0 +1,256 @@
+"""Evaluation of adaptation on held-out tasks: MAML against the paper's baselines.
+
+The measure is the paper's (Figures 4 and 5): the average return on new tasks
+after 0, 1, .., K policy-gradient steps, each step on fresh rollouts of the
+current adapted policy (the sampler's inner loop, without a graph). Methods:
+
+- maml: the checkpoint's meta-parameters, inner step k with `eval_step_sizes[k]`
+  (0.1 then 0.05 by default; the last size repeats for further steps).
+- pretrained: a policy trained with TRPO on tasks of the whole distribution
+  (`algorithm: pretrain`), fine-tuned with a step size tuned on training tasks.
+- random: a freshly initialized policy, fine-tuned with a tuned step size.
+- oracle: a policy trained with the task parameters in its observation
+  (`algorithm: oracle`), evaluated without adaptation (a flat line).
+- context: a policy with free inputs z meta-trained with MAML-TRPO adapting only z
+  (`algorithm: context`), adapted with the evaluation step sizes.
+
+Held-out tasks are drawn from a seed stream disjoint from training's; the step-size
+tuning uses tasks from a third stream. Rollout seeds come from the evaluation stream.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import scipy.stats
+import torch
+from torch import nn
+
+from metarl.config import TrainConfig
+from metarl.policies import policy_params
+from metarl.runtime import keep_freed_memory, set_torch_threads
+from metarl.sampling.meta_batch import SamplerSettings, sample_meta_batch
+from metarl.sampling.rollouts import EVALUATION_STREAM, make_vector_env
+from metarl.trainer import algorithm_setup, build_policy, horizon_of
+
+HELD_OUT_TASK_STREAM = 200
+TUNING_TASK_STREAM = 201
+TUNING_ROLLOUT_SEED_OFFSET = 1_000_003  # tuning rollouts never share seeds with evaluation's
+METHODS = ("maml", "pretrained", "random", "oracle", "context")
+
+
+@dataclass
+class AdaptationCurve:
+    """Returns of one method after 0..K adaptation steps, per held-out task."""
+
+    method: str
+    step_sizes: list[float]  # the step size of each inner step (empty: not adapted)
+    per_task: list[list[float]]  # [tasks][K + 1] mean return of each task's rollouts
+    source: str  # where the policy came from
+
+    @property
+    def adapted(self) -> bool:
+        return bool(self.step_sizes)
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, half-width of the 95% confidence interval) over tasks, per step."""
+        returns = np.asarray(self.per_task)
+        count = returns.shape[0]
+        mean = returns.mean(0)
+        if count < 2:
+            return mean, np.full_like(mean, np.nan)
+        sem = returns.std(0, ddof=1) / math.sqrt(count)
+        return mean, scipy.stats.t.ppf(0.975, count - 1) * sem
+
+
+def sample_tasks(env_id: str, count: int, seed: int, stream: int) -> list[dict]:
+    """`count` tasks of the env's distribution from the seed stream (seed, stream)."""
+    env = gym.make(env_id)
+    state = np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0]
+    env.reset(seed=int(state))
+    tasks = env.unwrapped.sample_tasks(count)
+    env.close()
+    return tasks
+
+
+def step_sizes_for(sizes: list[float], steps: int) -> list[float]:
+    """Step k's size: sizes[k], the last one repeating."""
+    return [sizes[min(k, len(sizes) - 1)] for k in range(steps)]
+
+
+def adaptation_returns(
+    policy: nn.Module,
+    config: TrainConfig,
+    tasks: list[dict],
+    step_sizes: list[float],
+    rollouts: int,
+    seed: int,
+    num_envs: int | None = None,
+) -> np.ndarray:
+    """[tasks, len(step_sizes) + 1] mean returns after 0..K inner steps of `policy`."""
+    setup = algorithm_setup(config)
+    settings = SamplerSettings(
+        env_id=config.env,
+        horizon=horizon_of(config),
+        rollouts_per_task=rollouts,
+        inner_steps=len(step_sizes),
+        inner_step_sizes=tuple(step_sizes),
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        normalize_advantages=config.normalize_advantages,
+        seed=seed,
+        stream=EVALUATION_STREAM,
+        adapted_names=setup.adapted_names,
+        env_kwargs=setup.env_kwargs,
+    )
+    envs = num_envs or max(rollouts, (config.num_envs // rollouts) * rollouts)
+    vector_env = make_vector_env(config.env, envs, settings.horizon, setup.env_kwargs)
+    try:
+        batch = sample_meta_batch(
+            vector_env, policy, policy_params(policy), tasks, np.arange(len(tasks)), 0, settings
+        )
+    finally:
+        vector_env.close()
+    phases = [*batch.train, batch.valid]
+    return np.stack([e.episode_returns().mean(-1) for e in phases], axis=1)
+
+
+def tune_step_size(
+    policy: nn.Module, config: TrainConfig, steps: int, tasks: int, rollouts: int, seed: int
+) -> tuple[float, dict[float, float]]:
+    """The fine-tuning step size with the best mean return over steps 1..K on training tasks."""
+    tuning_tasks = sample_tasks(config.env, tasks, seed, TUNING_TASK_STREAM)
+    scores = {}
+    for size in config.finetune_step_sizes:
+        returns = adaptation_returns(
+            policy,
+            config,
+            tuning_tasks,
+            [size] * steps,
+            rollouts,
+            seed + TUNING_ROLLOUT_SEED_OFFSET,
+        )
+        scores[size] = float(returns[:, 1:].mean())
+    return max(scores, key=scores.get), scores
+
+
+def evaluate_method(
+    method: str,
+    policy: nn.Module,
+    config: TrainConfig,
+    tasks: list[dict],
+    steps: int,
+    rollouts: int,
+    seed: int,
+    source: str,
+    log=print,
+) -> AdaptationCurve:
+    """The adaptation curve of one method's policy on the held-out `tasks`."""
+    if method in ("maml", "context"):
+        sizes = step_sizes_for(config.eval_step_sizes, steps)
+    elif method in ("pretrained", "random"):
+        size, scores = tune_step_size(policy, config, steps, min(len(tasks), 20), rollouts, seed)
+        log(
+            f"{method}: fine-tuning step size {size} (mean return over steps 1..{steps}: "
+            + ", ".join(f"{k}: {v:.2f}" for k, v in scores.items())
+            + ")"
+        )
+        sizes = [size] * steps
+    elif method == "oracle":
+        sizes = []
+    else:
+        raise ValueError(f"unknown method {method!r}; methods: {list(METHODS)}")
+    returns = adaptation_returns(policy, config, tasks, sizes, rollouts, seed)
+    if not sizes:  # not adapted: the same policy at every step
+        returns = np.repeat(returns, steps + 1, axis=1)
+    return AdaptationCurve(method, sizes, returns.tolist(), source)
+
+
+def random_policy(config: TrainConfig) -> nn.Module:
+    """A freshly initialized policy of the MAML architecture (seeded by the run seed + 1)."""
+    return build_policy(dataclasses.replace(config, algorithm="maml", seed=config.seed + 1))
+
+
+@dataclass
+class EvaluationSettings:
+    tasks: int = 40
+    steps: int = 3
+    rollouts: int | None = None  # None: the config's rollouts_per_task
+    seed: int = 0
+
+
+def run_evaluation(
+    methods: dict[str, tuple[nn.Module, TrainConfig, str]],
+    settings: EvaluationSettings,
+    env_id: str,
+    log=print,
+) -> list[AdaptationCurve]:
+    """Adaptation curves of each method (name -> (policy, its config, source)) on shared tasks."""
+    keep_freed_memory()
+    set_torch_threads(0)
+    tasks = sample_tasks(env_id, settings.tasks, settings.seed, HELD_OUT_TASK_STREAM)
+    curves = []
+    for method, (policy, config, source) in methods.items():
+        rollouts = settings.rollouts or config.rollouts_per_task
+        log(f"evaluating {method} on {len(tasks)} held-out tasks ...")
+        with torch.no_grad():
+            curve = evaluate_method(
+                method, policy, config, tasks, settings.steps, rollouts, settings.seed, source, log
+            )
+        curves.append(curve)
+    return curves
+
+
+def write_results(
+    curves: list[AdaptationCurve], settings: EvaluationSettings, env_id: str, out_dir: Path
+) -> tuple[Path, Path]:
+    """eval.json (everything, per task) and eval.csv (method, step, mean, CI bounds)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    methods = {}
+    rows = []
+    for curve in curves:
+        mean, half = curve.summary()
+        methods[curve.method] = {
+            "steps": list(range(len(mean))),
+            "mean": mean.tolist(),
+            "ci95": half.tolist(),
+            "step_sizes": curve.step_sizes,
+            "adapted": curve.adapted,
+            "source": curve.source,
+            "per_task": curve.per_task,
+        }
+        for step, (m, h) in enumerate(zip(mean, half)):
+            rows.append([curve.method, step, m, m - h, m + h])
+    document = {
+        "env": env_id,
+        "tasks": settings.tasks,
+        "steps": settings.steps,
+        "rollouts": settings.rollouts,
+        "seed": settings.seed,
+        "methods": methods,
+    }
+    json_path, csv_path = out_dir / "eval.json", out_dir / "eval.csv"
+    json_path.write_text(json.dumps(document, indent=2))
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "step", "mean_return", "ci95_low", "ci95_high"])
+        writer.writerows(rows)
+    return json_path, csv_path
+
+
+def format_table(curves: list[AdaptationCurve]) -> str:
+    """Methods as rows, gradient steps as columns: mean ± 95% CI half-width."""
+    steps = len(curves[0].per_task[0])
+    lines = [f"{'method':<12}" + "".join(f"{f'step {k}':>18}" for k in range(steps))]
+    for curve in curves:
+        mean, half = curve.summary()
+        cells = "".join(f"{f'{m:.2f} ± {h:.2f}':>18}" for m, h in zip(mean, half))
+        lines.append(f"{curve.method:<12}{cells}")
+    return "\n".join(lines)
