@@ -244,10 +244,13 @@ def test_conjugate_gradient_solves_random_spd_system():
     a = torch.randn(30, 30, dtype=torch.float64, generator=generator)
     h = a @ a.T + 0.5 * torch.eye(30, dtype=torch.float64)
     b = torch.randn(30, dtype=torch.float64, generator=generator)
-    x, hx, residual = conjugate_gradient(lambda v: h @ v, b, iterations=60)
+    x, hx, residual = conjugate_gradient(lambda v: h @ v, b, iterations=200, tolerance=1e-24)
     torch.testing.assert_close(x, torch.linalg.solve(h, b), rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(hx, h @ x, rtol=1e-6, atol=1e-6)
-    assert residual <= 1e-5  # the default stopping tolerance on |r|^2 is 1e-10
+    assert residual <= 1e-11
+    # the default tolerance (|r|^2 <= 1e-10) stops early with |r| <= 1e-5
+    _, _, residual = conjugate_gradient(lambda v: h @ v, b, iterations=200)
+    assert residual <= 1e-5
 
 
 def test_line_search_never_accepts_kl_above_limit_or_non_finite():
