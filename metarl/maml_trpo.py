@@ -43,6 +43,7 @@ from metarl.trpo import (
 )
 
 HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
+CHUNK_ELEMENTS = 4 * 1024 * 1024  # floats (16 MB) in a chunk's widest activation
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,25 @@ class MetaObjective:
             old_log_prob=self.old_log_prob[tasks],
         )
 
+    def chunks(self) -> list[tuple[float, MetaObjective]]:
+        """The objective as a weighted sum over chunks of tasks, each small in memory.
+
+        Mean losses over tasks are sums of (chunk size / tasks) x chunk means, and so
+        are their gradients. A chunk's widest activation stays under CHUNK_ELEMENTS
+        floats: glibc serves bigger tensors with fresh mmaps, whose page faults then
+        dominate the backward pass, and all chunks together would hold the graph of
+        the whole meta-batch in memory at once.
+        """
+        num_tasks, steps = self.data.valid.mask.shape
+        widest = max(p.shape[-2] for n, p in self.like.items() if n.endswith("weight"))
+        per_chunk = max(1, CHUNK_ELEMENTS // (steps * widest))
+        if per_chunk >= num_tasks:
+            return [(1.0, self)]
+        return [
+            (len(part) / num_tasks, self.restricted(part))
+            for part in torch.arange(num_tasks).split(per_chunk)
+        ]
+
     def adapted(self, theta: torch.Tensor, graph: bool) -> Params:
         s = self.settings
         with torch.enable_grad():  # theta's views must track gradients even under no_grad
@@ -172,14 +192,20 @@ def meta_step(
 
     # Steps 1-2: theta'_i(theta) with the graph, pi_old fixed on the validation states.
     objective = MetaObjective.around(policy, like, data, settings)
-    theta = theta_old.clone().requires_grad_()
-    surrogate, _ = objective(theta)
     seconds["adaptation"] = time.perf_counter() - clock
+    seconds["meta_gradient"] = 0.0
 
-    # Step 3: the meta-gradient, through the inner update.
-    clock = time.perf_counter()
-    gradient = torch.autograd.grad(surrogate, theta)[0]
-    seconds["meta_gradient"] = time.perf_counter() - clock
+    # Step 3: the meta-gradient, through the inner update (task chunk by task chunk).
+    surrogate_before, gradient = 0.0, torch.zeros_like(theta_old)
+    for weight, part in objective.chunks():
+        clock = time.perf_counter()
+        theta = theta_old.clone().requires_grad_()
+        surrogate, _ = part(theta)
+        seconds["adaptation"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        gradient += weight * torch.autograd.grad(surrogate, theta)[0]
+        surrogate_before += weight * float(surrogate.detach())
+        seconds["meta_gradient"] += time.perf_counter() - clock
 
     # Step 4: x = H^-1 g by conjugate gradient on (a subsample of) the tasks.
     clock = time.perf_counter()
@@ -198,12 +224,15 @@ def meta_step(
     # Step 5: scale to the trust region and backtrack.
     clock = time.perf_counter()
     curvature = float(step_direction.dot(h_step_direction))
-    surrogate_before = float(surrogate.detach())
+    chunks = objective.chunks()
 
     def loss_and_kl(candidate: torch.Tensor) -> tuple[float, float]:
+        loss, kl = 0.0, 0.0
         with torch.no_grad():
-            loss, kl = objective(candidate.requires_grad_(), graph=False)
-        return float(loss), float(kl)
+            for weight, part in chunks:
+                part_loss, part_kl = part(candidate.clone().requires_grad_(), graph=False)
+                loss, kl = loss + weight * float(part_loss), kl + weight * float(part_kl)
+        return loss, kl
 
     if curvature > 0 and math.isfinite(curvature):
         full_step = -math.sqrt(2 * settings.max_kl / curvature) * step_direction
@@ -239,18 +268,22 @@ def hessian_vector_product(
     """v -> (H + damping I) v for the KL Hessian H at theta_old, by the configured method."""
     if settings.hvp not in HVP_METHODS:
         raise ValueError(f"hvp must be one of {HVP_METHODS}, got {settings.hvp!r}")
+    chunks = objective.chunks()
     if settings.hvp == "exact":
         theta = theta_old.clone().requires_grad_()
-        kl_gradient = objective.kl_gradient_at(theta)
+        kl_gradients = [(w, part.kl_gradient_at(theta)) for w, part in chunks]
 
         def product(vector: torch.Tensor) -> torch.Tensor:
-            return exact_hvp(kl_gradient, theta, vector)
+            return sum(w * exact_hvp(g, theta, vector) for w, g in kl_gradients)
     else:
         central = settings.hvp == "finite_difference_central"
 
+        def kl_gradient(theta: torch.Tensor) -> torch.Tensor:
+            return sum(w * part.kl_gradient(theta) for w, part in chunks)
+
         def product(vector: torch.Tensor) -> torch.Tensor:
             return finite_difference_hvp(
-                objective.kl_gradient, theta_old, vector, settings.hvp_epsilon, central
+                kl_gradient, theta_old, vector, settings.hvp_epsilon, central
             )
 
     return lambda vector: product(vector) + settings.cg_damping * vector

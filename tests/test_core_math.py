@@ -14,7 +14,13 @@ from metarl.episodes import (
     step_batch,
 )
 from metarl.inner import adapt, reinforce_loss
-from metarl.maml_trpo import MetaBatchSteps, MetaObjective, MetaStepSettings, hessian_vector_product
+from metarl.maml_trpo import (
+    MetaBatchSteps,
+    MetaObjective,
+    MetaStepSettings,
+    hessian_vector_product,
+    meta_step,
+)
 from metarl.policies import GaussianMLPPolicy, gaussian_kl, policy_params
 from metarl.trpo import conjugate_gradient, flatten, line_search
 
@@ -269,3 +275,23 @@ def test_line_search_never_accepts_kl_above_limit_or_non_finite():
     # no improvement: nothing accepted
     worse = line_search(lambda t: (1.0, 0.0), theta, step, 0.0, 0.01)
     assert not worse.accepted
+
+
+def test_meta_step_in_task_chunks_equals_the_whole_batch(monkeypatch):
+    """Chunking the tasks (to bound memory) changes only the order of float sums."""
+    import metarl.maml_trpo as maml_trpo
+
+    policy, data = tiny_problem(num_tasks=5, inner_steps=1)
+    params = dict(policy.named_parameters())
+    settings = MetaStepSettings(inner_step_sizes=(0.5,), max_kl=0.05, cg_iters=5)
+    whole, whole_stats = meta_step(policy, params, data, settings, np.random.default_rng(0))
+    objective = MetaObjective.around(policy, params, data, settings)
+    assert len(objective.chunks()) == 1
+
+    monkeypatch.setattr(maml_trpo, "CHUNK_ELEMENTS", 2 * 12 * 5)  # two tasks per chunk
+    assert [w for w, _ in objective.chunks()] == [0.4, 0.4, 0.2]
+    chunked, chunked_stats = meta_step(policy, params, data, settings, np.random.default_rng(0))
+    assert whole_stats.accepted and chunked_stats.accepted
+    for name in whole:
+        torch.testing.assert_close(chunked[name], whole[name], rtol=1e-9, atol=1e-12)
+    assert chunked_stats.surrogate_before == pytest.approx(whole_stats.surrogate_before, 1e-12)
