@@ -39,6 +39,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
+from env_step_rate import raw_rate  # benchmarks/ is the script's folder, first on sys.path
 
 from metarl.config import TrainConfig, config_from_dict
 from metarl.episodes import step_batch
@@ -215,22 +216,6 @@ def ablations(values: dict) -> dict:
     return result
 
 
-def raw_physics_rate(env_id: str, seconds: float = 3.0) -> float:
-    """Env steps/s of bare `mujoco.mj_step(nstep=frame_skip)` on the env's model, one core."""
-    env = gym.make(env_id).unwrapped
-    env.reset(seed=0)
-    model, data, frame_skip = env.model, env.data, env.frame_skip
-    controls = np.random.default_rng(0).uniform(-1, 1, size=(200, model.nu))
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        mujoco.mj_resetData(model, data)
-        for control in controls:
-            data.ctrl[:] = control
-            mujoco.mj_step(model, data, nstep=frame_skip)
-        steps += len(controls)
-    return steps / (time.perf_counter() - start)
-
-
 def run_scenario(name: str, iterations: int) -> dict:
     """One scenario, in its own process."""
     values = SCENARIOS.get(name, SCENARIOS["nav-tanh64"])
@@ -244,7 +229,7 @@ def run_scenario(name: str, iterations: int) -> dict:
     else:
         result.update(time_iterations(values, iterations))
     if name.startswith("cheetah"):
-        raw = raw_physics_rate(values["env"])
+        raw = raw_rate(values["env"], seconds=3.0)
         result["raw_physics_env_steps_per_s"] = raw
         result["sampler_to_raw_ratio"] = result["env_steps_per_s"] / raw
     result["peak_memory_mb"] = peak_memory_mb()

@@ -12,32 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import small_navigation_config
 
 import metarl
 import metarl.trainer as trainer_module
 from metarl.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from metarl.cli import main
-from metarl.config import config_from_dict
 from metarl.trainer import resume, train
 
 TIMING = {"wall_s", "env_steps_per_s"}
 
 
 def small_config(**changes):
-    values = dict(
-        env="metarl/Navigation2D-v0",
-        seed=5,
-        iterations=4,
-        meta_batch_size=4,
-        rollouts_per_task=5,
-        horizon=20,
-        hidden_sizes=[16, 16],
-        activation="tanh",
-        torch_threads=1,
-        checkpoint_every=2,
-    )
-    values.update(changes)
-    return config_from_dict(values)
+    return small_navigation_config(**{**dict(seed=5, iterations=4, checkpoint_every=2), **changes})
 
 
 def metrics(run_dir: Path) -> list[dict]:

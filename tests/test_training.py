@@ -10,9 +10,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import small_navigation_config
 
 from metarl.cli import is_supervised_config, main
-from metarl.config import ConfigError, TrainConfig, config_from_dict, load_config
+from metarl.config import ConfigError, TrainConfig, load_config
 from metarl.policies import policy_params
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.meta_batch import MetaBatch, sample_meta_batch
@@ -24,20 +25,7 @@ CONFIGS = [p for p in ALL_CONFIGS if not is_supervised_config(p)]  # the RL ones
 TIMING_COLUMNS = {"wall_s", "env_steps_per_s"}  # every *_s column is a duration too
 
 
-def small_config(**changes) -> TrainConfig:
-    values = dict(
-        env="metarl/Navigation2D-v0",
-        seed=3,
-        iterations=2,
-        meta_batch_size=4,
-        rollouts_per_task=5,
-        horizon=20,
-        hidden_sizes=[16, 16],
-        activation="tanh",
-        torch_threads=1,
-    )
-    values.update(changes)
-    return config_from_dict(values)
+small_config = small_navigation_config
 
 
 def assert_meta_batches_equal(a: MetaBatch, b: MetaBatch) -> None:
