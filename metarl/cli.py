@@ -10,6 +10,7 @@ metarl plot RUN_DIR_OR_EVAL_JSON... [-o FILE.png]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", type=Path, help="where to write the run (default: runs/<config>-<time>)"
     )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster ('auto' or host:port) for sampler=ray; "
+        "the same as --set ray_address=ADDR",
+    )
 
     evaluate = commands.add_parser("eval", help="evaluate adaptation from a checkpoint")
     evaluate.add_argument(
@@ -91,6 +98,8 @@ def is_supervised_config(path: str | Path) -> bool:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.ray_address is not None:  # a JSON string is a YAML string: host:port stays text
+        args.overrides = [*args.overrides, f"ray_address={json.dumps(args.ray_address)}"]
     if args.resume is not None:
         return resume_training(args)
     if args.config is None:
@@ -177,6 +186,12 @@ def run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def sampling_errors() -> tuple[type[Exception], ...]:
+    """SamplingError (Ray cluster unreachable, workers failing) once sampling is loaded."""
+    sampling = sys.modules.get("metarl.sampling")
+    return (sampling.SamplingError,) if sampling is not None else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -186,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"train": run_train, "eval": run_eval, "plot": run_plot}
         return commands[args.command](args)
-    except (ConfigError, CheckpointError, FileExistsError, ValueError) as error:
+    except (ConfigError, CheckpointError, FileExistsError, ValueError, *sampling_errors()) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the trainer has written its checkpoint and said how to resume

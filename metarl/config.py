@@ -41,6 +41,14 @@ def _at_least(low, *, strict=False):
     return {"check": check}
 
 
+def _ray_address(value: str):
+    """None (start a local Ray), "auto", or host:port (optionally ray://host:port)."""
+    host, sep, port = value.removeprefix("ray://").rpartition(":")
+    if value == "auto" or (sep and host and port.isdigit()):
+        return None
+    return "must be 'auto' or host:port (e.g. 10.0.0.1:6379)"
+
+
 def _fraction():
     return {"check": lambda v: None if 0 < v <= 1 else "must be in (0, 1]"}
 
@@ -76,8 +84,15 @@ class TrainConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
     activation: str = field(default="relu", metadata=_choices("relu", "tanh"))
     init_log_std: float = 0.0
-    sampler: str = field(default="local", metadata=_choices("local"))
+    sampler: str = field(default="local", metadata=_choices("local", "ray"))
     num_envs: int = field(default=400, metadata=_at_least(1))  # env copies stepped together
+    # sampler: ray (see README, Ray sampler)
+    num_workers: int = field(default=0, metadata=_at_least(0))  # 0: one actor per cluster CPU
+    envs_per_worker: int = field(default=200, metadata=_at_least(1))
+    ray_address: str | None = field(default=None, metadata={"check": _ray_address})
+    ray_dashboard: bool = False  # a local Ray's dashboard (a cluster has its own)
+    worker_timeout_s: float = field(default=600.0, metadata=_at_least(0, strict=True))
+    max_consecutive_failures: int = field(default=3, metadata=_at_least(1))
     torch_threads: int = field(default=0, metadata=_at_least(0))  # 0: one per core
     context_size: int = field(default=4, metadata=_at_least(1))  # algorithm: context
     checkpoint_every: int = field(default=10, metadata=_at_least(1))  # iterations

@@ -17,6 +17,7 @@ _GROUPS = {
     "accepted": "trpo",
     "cg": "trpo",
     "env_steps": "env",
+    "actor_restarts": "faults",
 }
 
 

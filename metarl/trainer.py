@@ -124,7 +124,23 @@ def meta_step_settings(config: TrainConfig) -> MetaStepSettings:
     )
 
 
-def make_sampler(config: TrainConfig, policy: GaussianMLPPolicy) -> Sampler:
+def make_sampler(
+    config: TrainConfig, policy: GaussianMLPPolicy, run_dir: Path | None = None
+) -> Sampler:
+    """The config's sampler; a local Ray started for `sampler: ray` logs into `run_dir`/ray."""
+    if config.sampler == "ray":
+        from metarl.sampling.ray_sampler import RayOptions, RaySampler  # imports ray
+
+        options = RayOptions(
+            num_workers=config.num_workers,
+            envs_per_worker=config.envs_per_worker,
+            address=config.ray_address,
+            timeout_s=config.worker_timeout_s,
+            max_consecutive_failures=config.max_consecutive_failures,
+            log_dir=run_dir,
+            dashboard=config.ray_dashboard,
+        )
+        return RaySampler(sampler_settings(config), policy, options)
     return LocalSampler(sampler_settings(config), policy, config.num_envs)
 
 
@@ -256,7 +272,7 @@ def run_training(
     keep_freed_memory()
     set_torch_threads(config.torch_threads)
     task_env = gym.make(config.env)
-    sampler = make_sampler(config, policy)
+    sampler = make_sampler(config, policy, run_dir)
     logger = MetricsLogger(run_dir, resume_from=state.iteration)
     settings = meta_step_settings(config)
     last_return = f"return_post_{algorithm_setup(config).inner_steps}"
@@ -301,6 +317,7 @@ def run_training(
                 "update_s": update_s,
                 **{f"{phase}_s": s for phase, s in stats.seconds.items()},
                 "env_steps_per_s": meta_batch.env_steps / sampling_s,
+                "actor_restarts": getattr(sampler, "actor_restarts", 0),  # Ray faults so far
             }
             logger.log(row)
             if score > state.best_return:  # theta of this iteration scored best so far

@@ -8,6 +8,10 @@ from metarl.policies import Params
 from metarl.sampling.meta_batch import MetaBatch, SamplerSettings
 
 
+class SamplingError(RuntimeError):
+    """Sampling cannot go on: a Ray cluster is unreachable or its workers keep failing."""
+
+
 class Sampler(Protocol):
     """Produces the rollouts of one meta-iteration.
 
@@ -23,4 +27,4 @@ class Sampler(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["MetaBatch", "Sampler", "SamplerSettings"]
+__all__ = ["MetaBatch", "Sampler", "SamplerSettings", "SamplingError"]

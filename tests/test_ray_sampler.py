@@ -1,0 +1,416 @@
+"""The Ray sampler: the local sampler's rollouts, faults survived, a real two-node cluster joined.
+
+The cluster test starts two `ray start` nodes of its own (loopback, 1 CPU each);
+the in-process tests share one local Ray of 2 CPUs. Every process a test starts
+is stopped by that test or its fixture, and checked to be gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import ray
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_training import assert_meta_batches_equal, read_metrics, small_config, without_timings
+
+from metarl.config import ConfigError, load_config
+from metarl.policies import policy_params
+from metarl.sampling import SamplingError, ray_sampler
+from metarl.sampling.local import LocalSampler
+from metarl.sampling.meta_batch import SamplerSettings
+from metarl.sampling.ray_sampler import RayOptions, RaySampler, check_reachable
+from metarl.trainer import build_policy, iteration_tasks, sampler_settings, train
+
+ROOT = Path(__file__).parents[1]
+CHEETAH = "metarl/HalfCheetahVel-v0"
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# ---- processes -----------------------------------------------------------------------
+
+
+def process_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, process group, command line) of every process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]), cmdline)
+    return table
+
+
+def process_tree(groups: set[int] = frozenset(), roots: set[int] = frozenset()) -> set[int]:
+    """The processes of these process groups, these root processes and all their descendants."""
+    table = process_table()
+    members = {pid for pid, (_, group, _) in table.items() if group in groups} | set(roots)
+    while True:
+        children = {pid for pid, (parent, _, _) in table.items() if parent in members}
+        if children <= members:
+            return members
+        members |= children
+
+
+def stop_processes(pids: set[int], grace_s: float = 5.0) -> set[int]:
+    """SIGTERM, then SIGKILL what is left after `grace_s`; returns the pids still alive."""
+
+    def alive() -> set[int]:
+        table = process_table()
+        return {pid for pid in pids if pid in table and not _is_zombie(pid)}
+
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        for pid in alive():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return alive()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+# ---- a two-node cluster started with `ray start` on this machine --------------------
+
+
+@dataclasses.dataclass
+class LoopbackCluster:
+    address: str
+    env: dict[str, str]
+    groups: set[int]  # the process group of each node's `ray start`
+    temp_dirs: list[str]
+
+    def processes(self) -> set[int]:
+        return process_tree(groups=self.groups)
+
+
+def ray_start(args: list[str], env: dict[str, str]) -> int:
+    """Run `ray start` in a session of its own; its daemons keep its process group."""
+    node = subprocess.Popen(
+        [RAY, "start", *args, "--disable-usage-stats"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output, _ = node.communicate(timeout=120)
+    assert node.returncode == 0, output[-3000:]
+    return node.pid
+
+
+@pytest.fixture
+def loopback_cluster() -> Iterator[LoopbackCluster]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    temp_dirs = [tempfile.mkdtemp(prefix="metarl-head-"), tempfile.mkdtemp(prefix="metarl-node-")]
+    port = free_port()
+    cluster = LoopbackCluster(f"127.0.0.1:{port}", env, set(), temp_dirs)
+    try:
+        head = ["--head", f"--port={port}", "--include-dashboard=false"]
+        head += [f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"]
+        for index, role in enumerate([head, [f"--address={cluster.address}"]]):
+            cluster.groups.add(
+                ray_start(
+                    [
+                        *role,
+                        "--num-cpus=1",
+                        "--node-ip-address=127.0.0.1",
+                        f"--temp-dir={temp_dirs[index]}",
+                        f"--dashboard-agent-listen-port={free_port()}",
+                    ],
+                    env,
+                )
+            )
+        yield cluster
+    finally:
+        left = stop_processes(cluster.processes())
+        for path in temp_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+        assert not left, f"cluster processes still running: {left}"
+
+
+def train_command(run_dir: Path, address: str, *overrides: str) -> list[str]:
+    """`metarl train` of a small HalfCheetahVel run on the Ray cluster at `address`."""
+    config = ROOT / "configs" / "halfcheetah_vel.yaml"
+    command = [sys.executable, "-m", "metarl.cli", "train", str(config)]
+    for override in ("sampler=ray", "hidden_sizes=[16, 16]", "torch_threads=1", *overrides):
+        command += ["--set", override]
+    return [*command, "--ray-address", address, "--run-dir", str(run_dir), "--no-progress"]
+
+
+def test_training_on_a_two_node_cluster_survives_a_killed_actor(loopback_cluster, tmp_path):
+    """`metarl train --ray-address` joins a real 2-node cluster; an actor killed mid-iteration
+    is replaced, its tasks re-sampled with the same seeds: every iteration completes with the
+    full meta-batch and the same numbers as the local sampler."""
+    cluster, run_dir = loopback_cluster, tmp_path / "run"
+    tasks, rollouts, horizon, iterations = 4, 5, 200, 6
+    overrides = [
+        f"iterations={iterations}",
+        f"meta_batch_size={tasks}",
+        f"rollouts_per_task={rollouts}",
+        f"horizon={horizon}",
+        "num_workers=2",
+        f"envs_per_worker={rollouts}",  # chunks of one task: 4 per iteration
+    ]
+    run = subprocess.Popen(
+        train_command(run_dir, cluster.address, *overrides),
+        env=cluster.env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed = None
+    try:
+        deadline = time.monotonic() + 120
+        while killed is None and run.poll() is None and time.monotonic() < deadline:
+            if (run_dir / "metrics.csv").exists() and len(read_metrics(run_dir)) >= 1:
+                table = process_table()
+                busy = [p for p in cluster.processes() if "RolloutWorker.sample" in table[p][2]]
+                if busy:
+                    killed = busy[-1]
+                    os.kill(killed, signal.SIGKILL)
+            time.sleep(0.005)
+        out, err = run.communicate(timeout=180)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert killed is not None, "no actor was caught sampling"
+    assert run.returncode == 0, err[-3000:]
+    assert "replacing it" in err and "re-sampling tasks" in err, err[-3000:]
+    rows = read_metrics(run_dir)
+    assert [int(r["iteration"]) for r in rows] == list(range(iterations))
+    full = tasks * rollouts * horizon * 2  # HalfCheetah never terminates: no step is missing
+    steps = [int(r["env_steps"]) for r in rows]
+    assert [b - a for a, b in zip([0, *steps], steps)] == [full] * iterations
+    assert int(rows[-1]["actor_restarts"]) >= 1
+
+    config = load_config(run_dir / "config.yaml")
+    assert config.ray_address == cluster.address
+    local_config = dataclasses.replace(config, sampler="local", ray_address=None)
+    local = read_metrics(train(local_config, tmp_path / "local", show_progress=False))
+
+    def comparable(metrics):
+        return [{k: v for k, v in r.items() if k != "actor_restarts"} for r in metrics]
+
+    assert comparable(without_timings(rows)) == comparable(without_timings(local))
+
+
+def test_an_unreachable_ray_address_fails_quickly_naming_it(tmp_path):
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    start = time.monotonic()
+    result = subprocess.run(
+        train_command(tmp_path / "run", address, "iterations=1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"ray_address {address!r}: cannot reach a Ray cluster" in result.stderr
+    assert time.monotonic() - start < 60
+
+
+def test_an_address_that_never_answers_fails_within_the_connect_timeout(monkeypatch):
+    monkeypatch.setattr(ray_sampler, "CONNECT_TIMEOUT_S", 2.0)
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(SamplingError, match=f"ray_address '{address}': cannot reach"):
+            check_reachable(address)
+        assert 2.0 <= time.monotonic() - start < 4.0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("ray_address=nowhere", "'ray_address' must be 'auto' or host:port"),
+        ("ray_address=host:port", "'ray_address' must be 'auto' or host:port"),
+        ("sampler=dask", "'sampler': 'dask' is not one of ['local', 'ray']"),
+        ("num_workers=-1", "'num_workers' must be >= 0"),
+        ("worker_timeout_s=0", "'worker_timeout_s' must be > 0"),
+        ("max_consecutive_failures=0", "'max_consecutive_failures' must be >= 1"),
+    ],
+)
+def test_bad_ray_settings_name_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT / "configs/navigation.yaml", [override])
+    assert message in str(error.value)
+
+
+# ---- in-process, on one local Ray -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    temp_dir = tempfile.mkdtemp(prefix="metarl-ray-test-")  # short: Ray's socket paths
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=temp_dir,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+    try:
+        yield
+    finally:
+        pids = process_tree(roots={os.getpid()}) - {os.getpid()}  # Ray's daemons and workers
+        ray.shutdown()
+        left = stop_processes(pids, grace_s=10)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"Ray processes still running after ray.shutdown(): {left}"
+
+
+def cheetah_setup(**changes):
+    values = dict(env=CHEETAH, meta_batch_size=5, rollouts_per_task=4, horizon=30)
+    config = small_config(**{**values, **changes})
+    policy = build_policy(config)
+    return config, policy, policy_params(policy)
+
+
+def test_ray_sampler_gives_the_local_sampler_rollouts(local_ray):
+    config, policy, params = cheetah_setup(inner_steps=2)
+    options = RayOptions(num_workers=2, envs_per_worker=8)
+    sampler = RaySampler(sampler_settings(config), policy, options)
+    try:
+        assert [list(c) for c in sampler.chunks(5)] == [[0, 1], [2, 3], [4]]
+        for iteration in (0, 1):
+            tasks = iteration_tasks(gym.make(config.env), config, iteration)
+            local = LocalSampler(sampler_settings(config), policy, 20)
+            expected = local.sample(params, tasks, iteration)
+            local.close()
+            assert_meta_batches_equal(expected, sampler.sample(params, tasks, iteration))
+        stats = sampler.last_stats
+        assert stats.chunks == 3 and stats.put_s >= 0 and stats.result_bytes > 0
+    finally:
+        sampler.close()
+    assert ray.is_initialized()  # the sampler leaves a Ray it did not start running
+
+
+def test_training_with_ray_equals_training_with_the_local_sampler(local_ray, tmp_path):
+    config = small_config(iterations=2)  # Navigation2D, 4 tasks: chunks [0, 1], [2, 3]
+    local = read_metrics(train(config, tmp_path / "local", show_progress=False))
+    ray_config = dataclasses.replace(config, sampler="ray", num_workers=2)
+    run_dir = train(ray_config, tmp_path / "ray", show_progress=False)
+    rows = read_metrics(run_dir)
+    assert without_timings(rows) == without_timings(local)
+    assert [r["actor_restarts"] for r in rows] == ["0", "0"]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert "faults/actor_restarts" in events.Tags()["scalars"]
+
+
+@contextmanager
+def fault_in_a_busy_actor(sampler: RaySampler, sig: signal.Signals) -> Iterator[list[int]]:
+    """Send `sig` to the first actor seen sampling a chunk while the body runs."""
+    hit: list[int] = []
+    done = threading.Event()
+
+    def inject():
+        while not done.is_set() and not hit:
+            busy = [a.pid for a in list(sampler.actors) if a.chunk is not None and a.pid]
+            if busy:
+                os.kill(busy[0], sig)
+                hit.append(busy[0])
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=inject, daemon=True)
+    thread.start()
+    try:
+        yield hit
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_killed_and_hung_actors_are_replaced_and_their_tasks_resampled(local_ray, caplog):
+    config, policy, params = cheetah_setup(meta_batch_size=4, rollouts_per_task=5, horizon=200)
+    tasks = iteration_tasks(gym.make(config.env), config, 0)
+    local = LocalSampler(sampler_settings(config), policy, 20)
+    expected = local.sample(params, tasks, 0)
+    local.close()
+    options = RayOptions(num_workers=2, envs_per_worker=5, timeout_s=3.0)  # chunks of 1 task
+    sampler = RaySampler(sampler_settings(config), policy, options)
+    caplog.set_level(logging.WARNING, logger="metarl.sampling.ray_sampler")
+    try:
+        assert_meta_batches_equal(expected, sampler.sample(params, tasks, 0))  # actors up
+        for restarts, sig in enumerate([signal.SIGKILL, signal.SIGSTOP], start=1):
+            with fault_in_a_busy_actor(sampler, sig) as hit:
+                batch = sampler.sample(params, tasks, 0)
+            assert hit, "no actor was caught sampling"
+            assert_meta_batches_equal(expected, batch)
+            assert sampler.actor_restarts == restarts
+            assert hit[0] not in [a.pid for a in sampler.actors]
+    finally:
+        sampler.close()
+    logged = [r.getMessage() for r in caplog.records if "replacing it" in r.getMessage()]
+    assert len(logged) == 2, logged
+    assert "failed (ActorDiedError" in logged[0] and "re-sampling tasks" in logged[0]
+    assert "timed out after 3 s" in logged[1] and "re-sampling tasks" in logged[1]
+
+
+def test_a_chunk_that_keeps_failing_stops_with_a_clear_error(local_ray):
+    config, policy, params = cheetah_setup(meta_batch_size=1, rollouts_per_task=5, horizon=200)
+    tasks = iteration_tasks(gym.make(config.env), config, 7)
+    options = RayOptions(num_workers=1, timeout_s=0.01, max_consecutive_failures=2)
+    sampler = RaySampler(sampler_settings(config), policy, options)
+    try:
+        with pytest.raises(SamplingError, match=r"tasks 0\.\.0 of iteration 7 failed 2 times"):
+            sampler.sample(params, tasks, 7)
+        assert sampler.actor_restarts == 2
+    finally:
+        sampler.close()
+
+
+def test_a_worker_that_cannot_start_is_an_error_not_a_retry(local_ray):
+    config, policy, params = cheetah_setup()
+    settings = dataclasses.replace(sampler_settings(config), env_kwargs={"no_such_option": 1})
+    assert isinstance(settings, SamplerSettings)
+    sampler = RaySampler(settings, policy, RayOptions(num_workers=1))
+    try:
+        message = "could not start: TypeError: .*unexpected keyword argument 'no_such_option'"
+        with pytest.raises(SamplingError, match=message):
+            sampler.sample(params, iteration_tasks(gym.make(config.env), config, 0), 0)
+        assert sampler.actor_restarts == 0
+    finally:
+        sampler.close()
