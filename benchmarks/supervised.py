@@ -97,8 +97,10 @@ def cell(result: dict, shots: int, step: int, metric: str) -> str:
     for r in result["rows"]:
         if (r["shots"], r["step"], r["metric"]) == (shots, step, metric):
             if metric == "accuracy":
-                return f"{100 * r['mean']:.1f} ± {100 * r['ci95']:.1f}%"
-            return f"{r['mean']:.3f} ± {r['ci95']:.3f}"
+                text = f"{100 * r['mean']:.1f} ± {100 * r['ci95']:.1f}%"
+            else:
+                text = f"{r['mean']:.3f} ± {r['ci95']:.3f}"
+            return text + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
     return "–"
 
 

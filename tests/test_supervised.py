@@ -351,3 +351,14 @@ def test_shipped_configs_are_valid():
             root / "configs" / f"{name}.yaml", [f"data_path={DATA}"], SupervisedConfig
         )
         assert config.algorithm == "maml" and not config.first_order
+
+
+def test_evaluation_counts_diverged_tasks_and_averages_the_rest():
+    from metarl.supervised.evaluate import evaluate_model
+    from metarl.supervised.problems import build_model
+
+    config = config_from_dict({"problem": "sinusoid", "eval_query": 20}, "test", SupervisedConfig)
+    model = build_model(config)
+    rows = {r["step"]: r for r in evaluate_model(model, config, 1e20, 10, 2, seed=0)}
+    assert rows[0]["diverged"] == 0 and np.isfinite(rows[0]["mean"])
+    assert rows[2]["diverged"] == 10 and np.isnan(rows[2]["mean"])

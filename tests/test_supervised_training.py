@@ -88,3 +88,12 @@ def test_omniglot_5way1shot_reaches_90_percent(tmp_path):
     train("omniglot_5way1shot.yaml", tmp_path / "run", f"data_path={DATA}", "iterations=1500")
     result = evaluate(tmp_path / "run" / "best.pt", tmp_path / "eval", 600)
     assert result[(1, 3, "accuracy")]["mean"] > 0.9
+
+
+def test_smoke_omniglot_20way_and_mlp_configs_train_and_evaluate(tmp_path):
+    tiny = ["iterations=2", "meta_batch_size=2", "val_tasks=4", "val_interval=2", "log_interval=1"]
+    train("omniglot_20way1shot.yaml", tmp_path / "w20", f"data_path={DATA}", *tiny)
+    result = evaluate(tmp_path / "w20" / "checkpoint.pt", tmp_path / "w20-eval", 4)
+    assert set(step for _, step, _ in result) == set(range(6))  # 5 fine-tuning steps
+    train("omniglot_5way1shot.yaml", tmp_path / "mlp", f"data_path={DATA}", "model=mlp", *tiny)
+    evaluate(tmp_path / "mlp" / "checkpoint.pt", tmp_path / "mlp-eval", 4)

@@ -45,7 +45,11 @@ def evaluate_model(
     seed: int,
     shots: list[int] | None = None,
 ) -> list[dict]:
-    """Rows {shots, step, metric, mean, ci95, tasks} after 0..steps fine-tuning steps."""
+    """Rows {shots, step, metric, mean, ci95, tasks, diverged} after 0..steps fine-tuning steps.
+
+    A task whose fine-tuning diverged (a non-finite loss) is counted in `diverged` and
+    left out of the mean and confidence interval, which are over the remaining tasks.
+    """
     sampler = make_task_sampler(config)
     inner = evaluation_inner_loop(config, step_size, steps)
     chunk = config.task_chunk or config.meta_batch_size
@@ -58,7 +62,8 @@ def evaluate_model(
             metrics["accuracy"] = curve.accuracies
         for metric, values in metrics.items():
             for step, per_task in enumerate(values):
-                mean, ci95 = mean_ci95(per_task)
+                finite = per_task[np.isfinite(per_task)]
+                mean, ci95 = mean_ci95(finite) if len(finite) else (math.nan, math.nan)
                 rows.append(
                     {
                         "shots": k,
@@ -67,6 +72,7 @@ def evaluate_model(
                         "mean": mean,
                         "ci95": ci95,
                         "tasks": tasks,
+                        "diverged": tasks - len(finite),
                     }
                 )
     return rows
@@ -99,6 +105,8 @@ def format_table(config: SupervisedConfig, rows: list[dict]) -> str:
             text = f"{100 * r['mean']:.2f}% ± {100 * r['ci95']:.2f}"
         else:
             text = f"{r['mean']:.4f} ± {r['ci95']:.4f}"
+        if r["diverged"]:
+            text += f" ({r['diverged']} diverged)"
         cells.setdefault((r["shots"], r["step"]), {})[r["metric"]] = text
     lines = [
         f"{config.problem} {config.algorithm}: after k fine-tuning steps "
