@@ -112,11 +112,11 @@ def _is_zombie(pid: int) -> bool:
 class LoopbackCluster:
     address: str
     env: dict[str, str]
-    groups: set[int]  # the process group of each node's `ray start`
+    groups: list[int]  # the process group of each node's `ray start`: head, worker
     temp_dirs: list[str]
 
     def processes(self) -> set[int]:
-        return process_tree(groups=self.groups)
+        return process_tree(groups=set(self.groups))
 
 
 def ray_start(args: list[str], env: dict[str, str]) -> int:
@@ -140,12 +140,12 @@ def loopback_cluster() -> Iterator[LoopbackCluster]:
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     temp_dirs = [tempfile.mkdtemp(prefix="metarl-head-"), tempfile.mkdtemp(prefix="metarl-node-")]
     port = free_port()
-    cluster = LoopbackCluster(f"127.0.0.1:{port}", env, set(), temp_dirs)
+    cluster = LoopbackCluster(f"127.0.0.1:{port}", env, [], temp_dirs)
     try:
         head = ["--head", f"--port={port}", "--include-dashboard=false"]
         head += [f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"]
         for index, role in enumerate([head, [f"--address={cluster.address}"]]):
-            cluster.groups.add(
+            cluster.groups.append(
                 ray_start(
                     [
                         *role,
@@ -174,12 +174,14 @@ def train_command(run_dir: Path, address: str, *overrides: str) -> list[str]:
     return [*command, "--ray-address", address, "--run-dir", str(run_dir), "--no-progress"]
 
 
-def test_training_on_a_two_node_cluster_survives_a_killed_actor(loopback_cluster, tmp_path):
-    """`metarl train --ray-address` joins a real 2-node cluster; an actor killed mid-iteration
-    is replaced, its tasks re-sampled with the same seeds: every iteration completes with the
-    full meta-batch and the same numbers as the local sampler."""
+@pytest.mark.parametrize("lost", ["actor", pytest.param("node", marks=pytest.mark.slow)])
+def test_training_on_a_two_node_cluster_survives_a_lost_worker(loopback_cluster, tmp_path, lost):
+    """`metarl train --ray-address` joins a real 2-node cluster. An actor killed mid-iteration
+    (or the whole worker node: its raylet, agents and actors) is replaced, its tasks
+    re-sampled with the same seeds: every iteration completes with the full meta-batch and
+    the same numbers as the local sampler."""
     cluster, run_dir = loopback_cluster, tmp_path / "run"
-    tasks, rollouts, horizon, iterations = 4, 5, 200, 6
+    tasks, rollouts, horizon, iterations = 4, 5, 200, 8
     overrides = [
         f"iterations={iterations}",
         f"meta_batch_size={tasks}",
@@ -202,17 +204,19 @@ def test_training_on_a_two_node_cluster_survives_a_killed_actor(loopback_cluster
         while killed is None and run.poll() is None and time.monotonic() < deadline:
             if (run_dir / "metrics.csv").exists() and len(read_metrics(run_dir)) >= 1:
                 table = process_table()
-                busy = [p for p in cluster.processes() if "RolloutWorker.sample" in table[p][2]]
+                worker_node = process_tree(groups={cluster.groups[1]})  # raylet, agents, actors
+                busy = [p for p in worker_node if "RolloutWorker.sample" in table[p][2]]
                 if busy:
-                    killed = busy[-1]
-                    os.kill(killed, signal.SIGKILL)
+                    killed = busy if lost == "actor" else worker_node
+                    for pid in killed:
+                        os.kill(pid, signal.SIGKILL)
             time.sleep(0.005)
         out, err = run.communicate(timeout=180)
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
-    assert killed is not None, "no actor was caught sampling"
+    assert killed is not None, "no actor was caught sampling on the worker node"
     assert run.returncode == 0, err[-3000:]
     assert "replacing it" in err and "re-sampling tasks" in err, err[-3000:]
     rows = read_metrics(run_dir)
@@ -246,6 +250,44 @@ def test_an_unreachable_ray_address_fails_quickly_naming_it(tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"ray_address {address!r}: cannot reach a Ray cluster" in result.stderr
     assert time.monotonic() - start < 60
+
+
+def test_ctrl_c_stops_training_and_the_ray_it_started(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group): checkpoint, exit 130, no Ray left."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "metarl.cli", "train", str(ROOT / "configs/navigation.yaml")]
+    for override in ("sampler=ray", "iterations=500", "meta_batch_size=4", "horizon=20"):
+        command += ["--set", override]
+    run = subprocess.Popen(
+        [*command, "--run-dir", str(run_dir), "--no-progress"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and run.poll() is None:
+            if (run_dir / "metrics.csv").exists() and len(read_metrics(run_dir)) >= 2:
+                break
+            time.sleep(0.05)
+        ray_processes = process_tree(roots={run.pid}) - {run.pid}
+        table = process_table()
+        assert any("RolloutWorker" in table[p][2] for p in ray_processes), "no actors running"
+        os.killpg(run.pid, signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, err[-3000:]
+    assert "interrupted at iteration" in out and (run_dir / "checkpoint.pt").exists()
+    assert list((run_dir / "ray").glob("session_*/logs"))  # the local Ray logged into the run
+    deadline = time.monotonic() + 10
+    while (left := ray_processes & set(process_table())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = stop_processes(left)
+    assert not left, f"Ray processes left after Ctrl-C: {left}"
 
 
 def test_an_address_that_never_answers_fails_within_the_connect_timeout(monkeypatch):
@@ -392,7 +434,7 @@ def test_killed_and_hung_actors_are_replaced_and_their_tasks_resampled(local_ray
 def test_a_chunk_that_keeps_failing_stops_with_a_clear_error(local_ray):
     config, policy, params = cheetah_setup(meta_batch_size=1, rollouts_per_task=5, horizon=200)
     tasks = iteration_tasks(gym.make(config.env), config, 7)
-    options = RayOptions(num_workers=1, timeout_s=0.01, max_consecutive_failures=2)
+    options = RayOptions(num_workers=2, timeout_s=0.01, max_consecutive_failures=2)
     sampler = RaySampler(sampler_settings(config), policy, options)
     try:
         with pytest.raises(SamplingError, match=r"tasks 0\.\.0 of iteration 7 failed 2 times"):

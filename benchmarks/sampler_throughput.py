@@ -1,0 +1,215 @@
+"""Env steps/s of the samplers against the raw physics of 1 and 2 plain processes.
+
+For HalfCheetahVel and AntDir (paper shape: 20 / 40 rollouts per task, H = 200,
+one inner step, 2x100 ReLU policy; fewer tasks than the paper's 40 so that one
+measurement takes seconds), measured alternately in the same run, `--repeats`
+rounds, medians reported:
+
+- local: the LocalSampler in this process;
+- ray-1 / ray-2: the RaySampler with 1 and 2 actors (one local Ray; both pools
+  exist side by side, so Ray is started with 5 logical CPUs for the 5 actors of
+  all pools; only one pool samples at a time);
+- ray-2, 2 threads: the 2-actor pool with torch allowed 2 threads per actor
+  instead of 1 (the thread-count choice);
+- raw-1 / raw-2: `mujoco.mj_step(model, data, nstep=frame_skip)` with random
+  controls in 1 and 2 plain processes at once (benchmarks/env_step_rate.py's
+  raw_rate), the machine's physics ceiling; env-1 / env-2: `env.step` with random
+  actions, the ceiling of this env implementation.
+
+Each sampler measurement samples the same `--iterations` meta-batches (tasks and
+seeds of iterations 1..n), after a warm-up meta-batch that starts the actors.
+Communication overhead per meta-iteration (Ray): the `ray.put` of theta, the
+`ray.get` of the results, the bytes returned, and the wall time not spent
+computing in the busiest actor (scheduling, transfer, imbalance). Usage:
+
+    python benchmarks/sampler_throughput.py [--repeats 2] [--iterations 2]
+        [--out benchmarks/results/sampler_throughput.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import mujoco
+import ray
+import torch
+from env_step_rate import env_rate, raw_rate
+
+from metarl.config import config_from_dict
+from metarl.policies import policy_params
+from metarl.runtime import set_torch_threads
+from metarl.sampling.local import LocalSampler
+from metarl.sampling.ray_sampler import RayOptions, RaySampler
+from metarl.trainer import build_policy, iteration_tasks, sampler_settings
+
+ENVS = {
+    "HalfCheetahVel": dict(env="metarl/HalfCheetahVel-v0", meta_batch_size=8, rollouts_per_task=20),
+    "AntDir": dict(env="metarl/AntDir-v0", meta_batch_size=4, rollouts_per_task=40),
+}
+
+
+def measure(sampler, config, policy, iterations: int) -> dict:
+    """Steps/s over the meta-batches of iterations 1..n, and Ray's per-iteration overheads."""
+    task_env, params = gym.make(config.env), policy_params(policy)
+    steps, seconds, overheads = 0, 0.0, []
+    for iteration in range(1, iterations + 1):
+        tasks = iteration_tasks(task_env, config, iteration)
+        start = time.perf_counter()
+        batch = sampler.sample(params, tasks, iteration)
+        seconds += time.perf_counter() - start
+        steps += batch.env_steps
+        stats = getattr(sampler, "last_stats", None)
+        if stats is not None:
+            overheads.append(
+                {
+                    "put_ms": 1e3 * stats.put_s,
+                    "get_ms": 1e3 * stats.get_s,
+                    "result_mb": stats.result_bytes / 2**20,
+                    "not_computing_ms": 1e3 * (stats.wall_s - max(stats.busy_s.values())),
+                    "chunks": stats.chunks,
+                }
+            )
+    return {"steps_per_s": steps / seconds, "steps": steps, "overheads": overheads}
+
+
+def warm_up(sampler, config, policy, workers: int) -> None:
+    """One small meta-batch: starts the actors (imports, envs) before anything is timed."""
+    tasks = iteration_tasks(gym.make(config.env), config, 0)[: max(1, workers)]
+    sampler.sample(policy_params(policy), tasks, 0)
+
+
+def parallel(function, env_id: str, seconds: float, processes: int, pool) -> float:
+    """Summed rate of `processes` plain processes running `function` at the same time."""
+    return sum(pool.starmap(function, [(env_id, seconds)] * processes))
+
+
+def bench_env(name: str, values: dict, args, pool) -> dict:
+    config = config_from_dict({**values, "seed": 0, "hidden_sizes": [100, 100]})
+    policy = build_policy(config)
+    settings = sampler_settings(config)
+    samplers = {
+        "local": LocalSampler(settings, policy, config.num_envs),
+        "ray-1": RaySampler(settings, policy, RayOptions(num_workers=1)),
+        "ray-2": RaySampler(settings, policy, RayOptions(num_workers=2)),
+        "ray-2, 2 threads": RaySampler(
+            settings, policy, RayOptions(num_workers=2, actor_threads=2)
+        ),
+    }
+    for sampler in samplers.values():
+        warm_up(sampler, config, policy, getattr(sampler, "num_workers", 1))
+    runs: dict[str, list] = {key: [] for key in [*samplers, "raw-1", "raw-2", "env-1", "env-2"]}
+    for _ in range(args.repeats):
+        for key, sampler in samplers.items():
+            runs[key].append(measure(sampler, config, policy, args.iterations))
+            print(f"  {name} {key}: {runs[key][-1]['steps_per_s']:.0f} steps/s", flush=True)
+        for processes in (1, 2):
+            for kind, function in (("raw", raw_rate), ("env", env_rate)):
+                rate = parallel(function, config.env, args.seconds, processes, pool)
+                runs[f"{kind}-{processes}"].append({"steps_per_s": rate})
+    for sampler in samplers.values():
+        sampler.close()
+    rates = {key: statistics.median(r["steps_per_s"] for r in rs) for key, rs in runs.items()}
+    ray_overheads = [o for r in runs["ray-2"] for o in r["overheads"]]
+    overhead = {k: statistics.median(o[k] for o in ray_overheads) for k in ray_overheads[0]}
+    return {
+        "env": config.env,
+        "meta_batch": {
+            "tasks": config.meta_batch_size,
+            "rollouts_per_task": config.rollouts_per_task,
+            "horizon": settings.horizon,
+            "env_steps": runs["local"][0]["steps"] // args.iterations,
+        },
+        "steps_per_s": rates,
+        "ratios": {
+            "ray-2 / ray-1": rates["ray-2"] / rates["ray-1"],
+            "ray-2 / raw-2": rates["ray-2"] / rates["raw-2"],
+            "ray-2 / env-2": rates["ray-2"] / rates["env-2"],
+            "ray-1 / local": rates["ray-1"] / rates["local"],
+            "ray-2 / local": rates["ray-2"] / rates["local"],
+            "local / raw-1": rates["local"] / rates["raw-1"],
+            "ray-2, 2 threads / ray-2": rates["ray-2, 2 threads"] / rates["ray-2"],
+        },
+        "ray-2 overhead per meta-iteration": overhead,
+        "runs": {key: [r["steps_per_s"] for r in rs] for key, rs in runs.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds")
+    parser.add_argument("--iterations", type=int, default=2, help="meta-batches per measurement")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per raw/env measurement")
+    parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated subset")
+    parser.add_argument("--out", default="benchmarks/results/sampler_throughput.json")
+    args = parser.parse_args()
+
+    set_torch_threads(0)  # the driver: one thread per core, as the trainer's default
+    cores = os.cpu_count() or 1
+    load_before = os.getloadavg()
+    temp_dir = tempfile.mkdtemp(prefix="metarl-bench-ray-")
+    ray.init(
+        address="local",
+        num_cpus=5,  # logical: the 1 + 2 + 2 actors of the three pools exist side by side
+        include_dashboard=False,
+        _temp_dir=temp_dir,
+        log_to_driver=False,
+        logging_level="WARNING",
+    )
+    rows = []
+    try:
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            pool.starmap(raw_rate, [("metarl/HalfCheetahVel-v0", 0.1)] * 2)  # imports
+            for name in args.envs.split(","):
+                rows.append(bench_env(name, ENVS[name], args, pool))
+    finally:
+        ray.shutdown()
+    result = {
+        "benchmark": "sampler_throughput",
+        "machine": {
+            "cpus": cores,
+            "python": platform.python_version(),
+            "load_average_1m_before_after": [load_before[0], os.getloadavg()[0]],
+        },
+        "versions": {
+            "ray": ray.__version__,
+            "torch": torch.__version__,
+            "mujoco": mujoco.__version__,
+        },
+        "repeats": args.repeats,
+        "iterations_per_measurement": args.iterations,
+        "seconds_per_raw_measurement": args.seconds,
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
+    print(f"wrote {args.out}")
+
+
+def print_table(result: dict) -> None:
+    rows = result["rows"]
+    names = [row["env"].split("/")[1] for row in rows]
+
+    def table(title: str, key: str, fmt: str) -> None:
+        print(f"\n{title:34s}" + "".join(f"{name:>18s}" for name in names))
+        for item in rows[0][key]:
+            print(f"{item:34s}" + "".join(f"{row[key][item]:18{fmt}}" for row in rows))
+
+    table("env steps/s", "steps_per_s", ",.0f")
+    table("ratio", "ratios", ".2f")
+    table("ray-2, per meta-iteration", "ray-2 overhead per meta-iteration", ".2f")
+    load, cores = result["machine"]["load_average_1m_before_after"], result["machine"]["cpus"]
+    print(f"\nload average (1 min) before / after: {load[0]:.2f} / {load[1]:.2f}, {cores} cores")
+
+
+if __name__ == "__main__":
+    main()
