@@ -50,6 +50,7 @@ class SupervisedConfig:
     meta_batch_size: int = field(default=25, metadata=_at_least(1))
     inner_steps: int = field(default=1, metadata=_at_least(1))
     inner_lr: float = field(default=0.01, metadata=_at_least(0, strict=True))
+    # Adam step size of the meta-optimizer (pretrain/oracle/multitask: of their training)
     meta_lr: float = field(default=0.001, metadata=_at_least(0, strict=True))
     first_order: bool = False
     vmap: bool = True  # tasks of a meta-batch in one torch.func.vmap call
