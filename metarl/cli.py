@@ -126,6 +126,11 @@ def run_train(args: argparse.Namespace) -> int:
 def resume_training(args: argparse.Namespace) -> int:
     if args.config is not None:
         raise ConfigError("train --resume RUN_DIR takes no CONFIG: the run keeps its own")
+    if is_supervised_config(Path(args.resume) / "config.yaml"):
+        raise ConfigError(
+            f"--resume {args.resume}: resuming is for RL runs; a supervised run restarts "
+            "with metarl train CONFIG (its checkpoints serve metarl eval)"
+        )
     overrides = parse_overrides(args.overrides)
     if set(overrides) - {"iterations"}:
         raise ConfigError(f"--resume: only 'iterations' may change, got {sorted(set(overrides))}")
@@ -143,6 +148,13 @@ def run_eval(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(path)
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
+
+        if args.baselines or args.rollouts is not None:
+            raise ConfigError(
+                "--baselines and --rollouts apply to RL checkpoints; a supervised baseline "
+                "is its own run (algorithm: pretrain, oracle, multitask, context): eval its "
+                "checkpoint"
+            )
 
         evaluate_checkpoint(path, checkpoint, args)
         return 0

@@ -1,8 +1,9 @@
 """`metarl plot`: learning curves and adaptation curves as a PNG, in the paper's style.
 
 Inputs are run directories (their `metrics.csv`: return before and after
-adaptation against environment steps) and `eval.json` files (return against
-the number of gradient steps, one line per method with its 95% confidence band).
+adaptation against environment steps; for supervised runs, losses against
+iterations) and `eval.json` files (return, MSE or accuracy against the number
+of gradient steps, one line per method with its 95% confidence band).
 A run directory that holds an `eval.json` contributes both. Each kind gets its
 own panel, 6.4 x 4.8 inches at 100 dpi.
 """
@@ -61,38 +62,89 @@ def collect(inputs: list[Path]) -> tuple[list[tuple[str, dict]], list[tuple[str,
     return learning, adaptation
 
 
+def learning_columns(metrics: dict[str, list[float]]) -> tuple[str, list[str], str]:
+    """(x column, y columns, y label): returns for RL runs, losses for supervised ones."""
+    x = "env_steps" if "env_steps" in metrics else "iteration"
+    returns = sorted(c for c in metrics if c.startswith("return_"))
+    if returns:
+        return x, ["return_pre", *[c for c in returns if c != "return_pre"]], "average return"
+    losses = [
+        c
+        for c in ("loss_post", "val_loss_pre", "val_loss_post")
+        if c in metrics and any(v == v for v in metrics[c])  # not all NaN
+    ]
+    if not losses:
+        raise PlotError(f"metrics.csv has no return or loss columns: {sorted(metrics)}")
+    return x, losses, "loss"
+
+
+def curve_label(column: str) -> str:
+    if column == "return_pre":
+        return "before adaptation"
+    if column.startswith("return_post_"):
+        return f"after {column.removeprefix('return_post_')} step(s)"
+    return column
+
+
 def plot_learning(axis, learning: list[tuple[str, dict]]) -> None:
     for name, metrics in learning:
-        steps = metrics["env_steps"]
+        x, columns, ylabel = learning_columns(metrics)
         prefix = f"{name}: " if len(learning) > 1 else ""
-        axis.plot(steps, metrics["return_pre"], label=f"{prefix}before adaptation")
-        posts = sorted(c for c in metrics if c.startswith("return_post_"))
-        for column in posts:
-            k = column.removeprefix("return_post_")
-            axis.plot(steps, metrics[column], label=f"{prefix}after {k} step(s)")
-    axis.set_xlabel("environment steps")
-    axis.set_ylabel("average return")
+        for column in columns:  # rows without a value (NaN: not measured then) are skipped
+            points = [(a, b) for a, b in zip(metrics[x], metrics[column]) if b == b]
+            xs, ys = zip(*points)
+            axis.plot(xs, ys, label=f"{prefix}{curve_label(column)}")
+    axis.set_xlabel(x.replace("_", " "))
+    axis.set_ylabel(ylabel)
     axis.set_title("meta-training")
     axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
 
 
+def adaptation_series(document: dict) -> tuple[list[tuple[str, dict, list, list, list]], str]:
+    """([(method key, style, steps, mean, ci95)], y label) of an RL or supervised eval.json."""
+    if "methods" in document:  # RL: metarl.evaluation
+        series = [
+            (method, r["steps"], r["mean"], r["ci95"]) for method, r in document["methods"].items()
+        ]
+        ylabel = "average return"
+    elif "rows" in document:  # supervised: metarl.supervised.evaluate
+        metric = "mse" if document.get("problem") == "sinusoid" else "accuracy"
+        rows = [r for r in document["rows"] if r["metric"] == metric]
+        series = []
+        for shots in sorted({r["shots"] for r in rows}):
+            chosen = sorted((r for r in rows if r["shots"] == shots), key=lambda r: r["step"])
+            series.append(
+                (
+                    f"{document.get('algorithm', 'maml')} (K={shots})",
+                    [r["step"] for r in chosen],
+                    [r["mean"] for r in chosen],
+                    [r["ci95"] for r in chosen],
+                )
+            )
+        ylabel = metric
+    else:
+        raise PlotError("eval.json has neither 'methods' (RL) nor 'rows' (supervised)")
+    return series, ylabel
+
+
 def plot_adaptation(axis, adaptation: list[tuple[str, dict]]) -> None:
+    ylabel = ""
     for name, document in adaptation:
-        for method, result in document["methods"].items():
+        series, ylabel = adaptation_series(document)
+        for method, steps, mean, ci95 in series:
             style = dict(METHOD_STYLES.get(method, dict(label=method)))
             if len(adaptation) > 1:
                 style["label"] = f"{name}: {style['label']}"
-            steps, mean = result["steps"], result["mean"]
-            half = [0.0 if h != h else h for h in result["ci95"]]  # NaN (one task): no band
+            half = [0.0 if h != h else h for h in ci95]  # NaN (one task): no band
             (line,) = axis.plot(steps, mean, marker="o", **style)
             low = [m - h for m, h in zip(mean, half)]
             high = [m + h for m, h in zip(mean, half)]
             axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
-        axis.set_xticks(document["methods"][next(iter(document["methods"]))]["steps"])
-    title = adaptation[0][1].get("env", "")
+            axis.set_xticks(steps)
+    title = adaptation[0][1].get("env", adaptation[0][1].get("problem", ""))
     axis.set_xlabel("number of gradient steps")
-    axis.set_ylabel("average return")
+    axis.set_ylabel(ylabel)
     axis.set_title(f"adaptation on held-out tasks {title}".strip())
     axis.legend(fontsize="small")
     axis.grid(alpha=0.3)

@@ -276,3 +276,20 @@ def test_context_inner_loop_adapts_only_the_context_vector():
             changed = not torch.equal(task[name][0], value.detach())
             assert changed == (name == "context"), name
     assert not torch.equal(adapted[0]["context"], adapted[1]["context"])  # per-task z
+
+
+def test_plot_reads_supervised_runs_and_evaluations(tmp_path):
+    run = tmp_path / "sinusoid"
+    run.mkdir()
+    (run / "metrics.csv").write_text(
+        "iteration,tasks,wall_s,loss_post,val_loss_pre,val_loss_post\n"
+        "1,25,0.1,3.0,nan,nan\n2,50,0.2,2.0,4.0,1.5\n3,75,0.3,1.0,nan,nan\n"
+    )
+    rows = [
+        {"shots": 10, "step": k, "metric": "mse", "mean": 3.0 / (k + 1), "ci95": 0.1}
+        for k in range(3)
+    ]
+    (run / "eval.json").write_text(json.dumps({"problem": "sinusoid", "rows": rows}))
+    figure = tmp_path / "sinusoid.png"
+    assert main(["plot", str(run), "-o", str(figure)]) == 0
+    assert struct.unpack(">II", figure.read_bytes()[16:24]) == (1280, 480)
