@@ -28,11 +28,14 @@ class ConfigError(ValueError):
     """A user's configuration is invalid; the message names the key."""
 
 
-def _choices(*values):
+def choices(*values):
+    """Field metadata: the value must be one of `values`."""
     return {"choices": values}
 
 
-def _at_least(low, *, strict=False):
+def at_least(low, *, strict=False):
+    """Field metadata: the value must be >= low (> low if strict)."""
+
     def check(value):
         if value < low or (strict and value == low):
             return f"must be {'>' if strict else '>='} {low}"
@@ -49,7 +52,8 @@ def _ray_address(value: str):
     return "must be 'auto' or host:port (e.g. 10.0.0.1:6379)"
 
 
-def _fraction():
+def fraction():
+    """Field metadata: the value must be in (0, 1]."""
     return {"check": lambda v: None if 0 < v <= 1 else "must be in (0, 1]"}
 
 
@@ -57,45 +61,45 @@ def _fraction():
 class TrainConfig:
     """One experiment. Defaults are the MAML paper's (navigation scale where they differ)."""
 
-    env: str = field(metadata=_choices(*metarl_envs.ENV_IDS))
+    env: str = field(metadata=choices(*metarl_envs.ENV_IDS))
     # maml: the paper's method. pretrain: TRPO on tasks of the whole distribution, no
     # adaptation in training. oracle: TRPO on the env's oracle=True variant (task in the
     # observation). context: MAML-TRPO adapting only a context vector z fed to the policy.
-    algorithm: str = field(default="maml", metadata=_choices(*ALGORITHMS))
-    seed: int = field(default=0, metadata=_at_least(0))
-    iterations: int = field(default=500, metadata=_at_least(1))
-    meta_batch_size: int = field(default=20, metadata=_at_least(1))
-    rollouts_per_task: int = field(default=20, metadata=_at_least(1))
-    horizon: int | None = field(default=None, metadata=_at_least(1))  # None: the env's
-    inner_steps: int = field(default=1, metadata=_at_least(1))
-    inner_lr: float = field(default=0.1, metadata=_at_least(0, strict=True))
+    algorithm: str = field(default="maml", metadata=choices(*ALGORITHMS))
+    seed: int = field(default=0, metadata=at_least(0))
+    iterations: int = field(default=500, metadata=at_least(1))
+    meta_batch_size: int = field(default=20, metadata=at_least(1))
+    rollouts_per_task: int = field(default=20, metadata=at_least(1))
+    horizon: int | None = field(default=None, metadata=at_least(1))  # None: the env's
+    inner_steps: int = field(default=1, metadata=at_least(1))
+    inner_lr: float = field(default=0.1, metadata=at_least(0, strict=True))
     first_order: bool = False
-    hvp: str = field(default="finite_difference", metadata=_choices(*HVP_METHODS))
-    hvp_epsilon: float = field(default=1e-3, metadata=_at_least(0, strict=True))
-    hvp_subsample: float = field(default=1.0, metadata=_fraction())
-    max_kl: float = field(default=0.01, metadata=_at_least(0, strict=True))
-    cg_iters: int = field(default=10, metadata=_at_least(1))
-    cg_damping: float = field(default=1e-5, metadata=_at_least(0))
-    line_search_ratio: float = field(default=0.8, metadata=_fraction())
-    line_search_steps: int = field(default=15, metadata=_at_least(1))
-    gamma: float = field(default=0.99, metadata=_fraction())
-    gae_lambda: float = field(default=1.0, metadata=_at_least(0))
+    hvp: str = field(default="finite_difference", metadata=choices(*HVP_METHODS))
+    hvp_epsilon: float = field(default=1e-3, metadata=at_least(0, strict=True))
+    hvp_subsample: float = field(default=1.0, metadata=fraction())
+    max_kl: float = field(default=0.01, metadata=at_least(0, strict=True))
+    cg_iters: int = field(default=10, metadata=at_least(1))
+    cg_damping: float = field(default=1e-5, metadata=at_least(0))
+    line_search_ratio: float = field(default=0.8, metadata=fraction())
+    line_search_steps: int = field(default=15, metadata=at_least(1))
+    gamma: float = field(default=0.99, metadata=fraction())
+    gae_lambda: float = field(default=1.0, metadata=at_least(0))
     normalize_advantages: bool = True
     hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
-    activation: str = field(default="relu", metadata=_choices("relu", "tanh"))
+    activation: str = field(default="relu", metadata=choices("relu", "tanh"))
     init_log_std: float = 0.0
-    sampler: str = field(default="local", metadata=_choices("local", "ray"))
-    num_envs: int = field(default=400, metadata=_at_least(1))  # env copies stepped together
+    sampler: str = field(default="local", metadata=choices("local", "ray"))
+    num_envs: int = field(default=400, metadata=at_least(1))  # env copies stepped together
     # sampler: ray (see README, Ray sampler)
-    num_workers: int = field(default=0, metadata=_at_least(0))  # 0: one actor per cluster CPU
-    envs_per_worker: int = field(default=200, metadata=_at_least(1))
+    num_workers: int = field(default=0, metadata=at_least(0))  # 0: one actor per cluster CPU
+    envs_per_worker: int = field(default=200, metadata=at_least(1))
     ray_address: str | None = field(default=None, metadata={"check": _ray_address})
     ray_dashboard: bool = False  # a local Ray's dashboard (a cluster has its own)
-    worker_timeout_s: float = field(default=600.0, metadata=_at_least(0, strict=True))
-    max_consecutive_failures: int = field(default=3, metadata=_at_least(1))
-    torch_threads: int = field(default=0, metadata=_at_least(0))  # 0: one per core
-    context_size: int = field(default=4, metadata=_at_least(1))  # algorithm: context
-    checkpoint_every: int = field(default=10, metadata=_at_least(1))  # iterations
+    worker_timeout_s: float = field(default=600.0, metadata=at_least(0, strict=True))
+    max_consecutive_failures: int = field(default=3, metadata=at_least(1))
+    torch_threads: int = field(default=0, metadata=at_least(0))  # 0: one per core
+    context_size: int = field(default=4, metadata=at_least(1))  # algorithm: context
+    checkpoint_every: int = field(default=10, metadata=at_least(1))  # iterations
     # evaluation: inner step k uses eval_step_sizes[k] (the last one for further steps)
     eval_step_sizes: list[float] = field(default_factory=lambda: [0.1, 0.05])
     # evaluation of pretrain / random init: the fine-tuning step size is tuned on this grid

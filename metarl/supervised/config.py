@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metarl.config import ConfigError
+from metarl.config import ConfigError, at_least
 
 PROBLEMS = ("sinusoid", "omniglot")
 ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")
@@ -22,15 +22,6 @@ PROBLEM_ALGORITHMS = {
 }
 PROBLEM_MODELS = {"sinusoid": ("mlp",), "omniglot": ("conv", "mlp")}
 OMNIGLOT_DRAWINGS = 20  # drawings of every Omniglot character
-
-
-def _at_least(low, *, strict=False):
-    def check(value):
-        if value < low or (strict and value == low):
-            return f"must be {'>' if strict else '>='} {low}"
-        return None
-
-    return {"check": check}
 
 
 def _positive_list(values):
@@ -45,21 +36,21 @@ class SupervisedConfig:
 
     problem: str = field(metadata={"choices": PROBLEMS})
     algorithm: str = field(default="maml", metadata={"choices": ALGORITHMS})
-    seed: int = field(default=0, metadata=_at_least(0))
-    iterations: int = field(default=70000, metadata=_at_least(1))
-    meta_batch_size: int = field(default=25, metadata=_at_least(1))
-    inner_steps: int = field(default=1, metadata=_at_least(1))
-    inner_lr: float = field(default=0.01, metadata=_at_least(0, strict=True))
+    seed: int = field(default=0, metadata=at_least(0))
+    iterations: int = field(default=70000, metadata=at_least(1))
+    meta_batch_size: int = field(default=25, metadata=at_least(1))
+    inner_steps: int = field(default=1, metadata=at_least(1))
+    inner_lr: float = field(default=0.01, metadata=at_least(0, strict=True))
     # Adam step size of the meta-optimizer (pretrain/oracle/multitask: of their training)
-    meta_lr: float = field(default=0.001, metadata=_at_least(0, strict=True))
+    meta_lr: float = field(default=0.001, metadata=at_least(0, strict=True))
     first_order: bool = False
     vmap: bool = True  # tasks of a meta-batch in one torch.func.vmap call
     # tasks per batched call (0: the whole meta-batch); gradients are summed over chunks,
     # so this bounds memory (and helps the conv net's speed) without changing the result
-    task_chunk: int = field(default=0, metadata=_at_least(0))
-    shots: int = field(default=10, metadata=_at_least(1))  # K: support examples (per class)
-    ways: int = field(default=5, metadata=_at_least(2))  # N: classes per Omniglot task
-    query: int = field(default=10, metadata=_at_least(1))  # query examples (per class)
+    task_chunk: int = field(default=0, metadata=at_least(0))
+    shots: int = field(default=10, metadata=at_least(1))  # K: support examples (per class)
+    ways: int = field(default=5, metadata=at_least(2))  # N: classes per Omniglot task
+    query: int = field(default=10, metadata=at_least(1))  # query examples (per class)
     # model: None picks the problem's default (sinusoid: mlp, omniglot: conv)
     model: str | None = field(default=None, metadata={"choices": ("mlp", "conv")})
     hidden_sizes: list[int] = field(default_factory=lambda: [40, 40])  # sinusoid MLP
@@ -67,27 +58,27 @@ class SupervisedConfig:
     split: list[float] = field(  # fractions of characters: meta-train, -validation, -test
         default_factory=lambda: [0.7, 0.1, 0.2], metadata={"check": _positive_list}
     )
-    split_seed: int = field(default=0, metadata=_at_least(0))
-    context_dim: int = field(default=4, metadata=_at_least(1))  # z size (channels on images)
-    multitask_models: int = field(default=500, metadata=_at_least(1))
-    multitask_batch: int = field(default=100, metadata=_at_least(1))  # points per step
+    split_seed: int = field(default=0, metadata=at_least(0))
+    context_dim: int = field(default=4, metadata=at_least(1))  # z size (channels on images)
+    multitask_models: int = field(default=500, metadata=at_least(1))
+    multitask_batch: int = field(default=100, metadata=at_least(1))  # points per step
     multitask_reg: str = field(default="none", metadata={"choices": ("none", "l2", "mean")})
-    multitask_reg_weight: float = field(default=0.0, metadata=_at_least(0))
+    multitask_reg_weight: float = field(default=0.0, metadata=at_least(0))
     # step sizes tried when fine-tuning the pretrain/multitask baselines (tuned on
     # meta-validation tasks at the end of training, as the paper's "tuned step size")
     lr_grid: list[float] = field(
         default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
         metadata={"check": _positive_list},
     )
-    eval_steps: int = field(default=10, metadata=_at_least(1))
-    eval_tasks: int = field(default=600, metadata=_at_least(2))
+    eval_steps: int = field(default=10, metadata=at_least(1))
+    eval_tasks: int = field(default=600, metadata=at_least(2))
     eval_shots: list[int] | None = None  # K values at evaluation (None: [shots])
-    eval_query: int | None = field(default=None, metadata=_at_least(1))  # None: query
-    val_interval: int = field(default=500, metadata=_at_least(1))
-    val_tasks: int = field(default=100, metadata=_at_least(2))
-    log_interval: int = field(default=50, metadata=_at_least(1))
-    checkpoint_interval: int = field(default=1000, metadata=_at_least(1))
-    torch_threads: int = field(default=0, metadata=_at_least(0))  # 0: one per core
+    eval_query: int | None = field(default=None, metadata=at_least(1))  # None: query
+    val_interval: int = field(default=500, metadata=at_least(1))
+    val_tasks: int = field(default=100, metadata=at_least(2))
+    log_interval: int = field(default=50, metadata=at_least(1))
+    checkpoint_interval: int = field(default=1000, metadata=at_least(1))
+    torch_threads: int = field(default=0, metadata=at_least(0))  # 0: one per core
 
     def __post_init__(self):
         if self.algorithm not in PROBLEM_ALGORITHMS[self.problem]:
