@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -35,6 +36,7 @@ from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, Worker
 from torch import nn
 
 from metarl.policies import Params
+from metarl.runtime import keep_freed_memory
 from metarl.sampling import SamplingError
 from metarl.sampling.meta_batch import MetaBatch, SamplerSettings, sample_meta_batch
 from metarl.sampling.rollouts import make_vector_env
@@ -67,6 +69,7 @@ class RolloutWorker:
 
     def __init__(self, settings: SamplerSettings, policy: nn.Module, num_envs: int, threads: int):
         torch.set_num_threads(threads)  # actors share the cores: one thread each by default
+        keep_freed_memory()  # as the trainer's process does
         self.settings, self.policy = settings, policy
         self.vector_env = make_vector_env(
             settings.env_id, num_envs, settings.horizon, settings.env_kwargs
@@ -131,18 +134,19 @@ class _Round:
         self.failures = [0] * len(self.chunks)
 
 
-def connect(options: RayOptions) -> bool:
-    """Connect this process to Ray; True when it called ray.init (to shut down at the end).
+def connect(options: RayOptions) -> tuple[bool, Path | None]:
+    """Connect this process to Ray: (whether it called ray.init, a log link to resolve).
 
     An existing connection (a caller's own ray.init) is used as it is and left open.
+    The log link is <run dir>/ray when it points to a short temp dir (see _temp_dir).
     """
     if ray.is_initialized():
-        return False
+        return False, None
     quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
     if options.address is None:
-        temp_dir = _temp_dir(options.log_dir)
+        temp_dir, link = _temp_dir(options.log_dir)
         ray.init(address="local", include_dashboard=options.dashboard, _temp_dir=temp_dir, **quiet)
-        return True
+        return True, link
     check_reachable(options.address)
     try:
         ray.init(address=options.address, **quiet)
@@ -152,22 +156,41 @@ def connect(options: RayOptions) -> bool:
             "by `ray start` uses token authentication: set RAY_AUTH_MODE=token here and give "
             "it the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
         ) from None
-    return False
+    return True, None
 
 
-def _temp_dir(log_dir: Path | None) -> str | None:
-    """<run dir>/ray, or a short temp dir linked from there when socket paths would be too long."""
+def _temp_dir(log_dir: Path | None) -> tuple[str | None, Path | None]:
+    """A local Ray's temp dir: <run dir>/ray, or, when Ray's socket paths would be too long
+    there, a short temp dir linked from <run dir>/ray until `_move_logs` at shutdown."""
     if log_dir is None:
-        return None
+        return None, None
     wanted = Path(log_dir).absolute() / "ray"
     if len(str(wanted)) + 64 <= _SOCKET_PATH_MAX:
         wanted.mkdir(parents=True, exist_ok=True)
-        return str(wanted)
+        return str(wanted), None
     short = tempfile.mkdtemp(prefix="metarl-ray-")
     wanted.parent.mkdir(parents=True, exist_ok=True)
-    if not wanted.exists():
-        wanted.symlink_to(short, target_is_directory=True)
-    return short
+    if wanted.exists() or wanted.is_symlink():
+        return short, None  # keep what is there; the logs stay in the temp dir
+    wanted.symlink_to(short, target_is_directory=True)
+    return short, wanted
+
+
+def _move_logs(link: Path) -> None:
+    """Replace the link <run dir>/ray by the short temp dir it points to (Ray has stopped)."""
+    source = Path(os.readlink(link))
+    try:
+        for sockets in source.glob("session_*/sockets"):
+            shutil.rmtree(sockets, ignore_errors=True)  # dead sockets cannot be copied
+        link.unlink()
+        shutil.move(str(source), str(link))
+        latest = link / "session_latest"
+        if latest.is_symlink():  # it pointed into the temp dir
+            session = Path(os.readlink(latest)).name
+            latest.unlink()
+            latest.symlink_to(session, target_is_directory=True)
+    except OSError as error:
+        logger.warning("Ray's logs stay in %s: %s", source, error)
 
 
 def check_reachable(address: str) -> None:
@@ -212,17 +235,21 @@ class RaySampler:
 
     def __init__(self, settings: SamplerSettings, policy: nn.Module, options: RayOptions):
         self.settings, self.policy, self.options = settings, policy, options
-        self.owns_ray = connect(options)
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.num_workers = options.num_workers or cpus
-        if self.num_workers > cpus:
-            logger.warning("%d Ray workers for %d CPUs: some wait", self.num_workers, cpus)
-        per_task = settings.rollouts_per_task
-        self.tasks_per_wave = max(1, options.envs_per_worker // per_task)
+        self.tasks_per_wave = max(1, options.envs_per_worker // settings.rollouts_per_task)
         self.start_timeout_s = max(options.timeout_s, START_TIMEOUT_S)
         self.actor_restarts = 0
         self.last_stats = SampleStats()
-        self.actors = [self._start_actor() for _ in range(self.num_workers)]
+        self.actors: list[_Actor] = []
+        self.owns_ray, self.log_link = connect(options)
+        try:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            self.num_workers = options.num_workers or cpus
+            if self.num_workers > cpus:
+                logger.warning("%d Ray workers for %d CPUs: some wait", self.num_workers, cpus)
+            self.actors = [self._start_actor() for _ in range(self.num_workers)]
+        except BaseException:
+            self.close()
+            raise
 
     def _start_actor(self) -> _Actor:
         num_envs = self.tasks_per_wave * self.settings.rollouts_per_task
@@ -329,13 +356,15 @@ class RaySampler:
 
     def close(self) -> None:
         """Kill the actors; shut Ray down (or disconnect) if this sampler connected it."""
-        if not ray.is_initialized():
-            return
-        for actor in self.actors:
-            _kill(actor)
-        self.actors = []
-        if self.owns_ray:  # stops a local Ray; only disconnects from a cluster
-            ray.shutdown()
+        if ray.is_initialized():
+            for actor in self.actors:
+                _kill(actor)
+            if self.owns_ray:  # stops a local Ray; only disconnects from a cluster
+                ray.shutdown()
+        self.actors, self.owns_ray = [], False
+        if self.log_link is not None:
+            _move_logs(self.log_link)
+            self.log_link = None
 
 
 def _kill(actor: _Actor) -> None:
