@@ -125,14 +125,19 @@ def meta_batch_steps(values: dict):
     return config, policy, meta_batch
 
 
-def hvp_subsample_error(values: dict, fraction: float, directions: int = 5) -> dict:
-    """Relative error of the subsampled HVP and cosine of the CG step against full data."""
+def objective_after_sampling(values: dict):
+    """(config, policy, meta-batch, settings, theta_old, MetaObjective) at the first iteration."""
     config, policy, meta_batch = meta_batch_steps(values)
     settings = meta_step_settings(config)
-    data = loss_steps(meta_batch, config)
     like = {n: p.detach() for n, p in policy_params(policy).items()}
-    theta_old = flatten(like)
-    full = MetaObjective.around(policy, like, data, settings)
+    objective = MetaObjective.around(policy, like, loss_steps(meta_batch, config), settings)
+    return config, policy, meta_batch, settings, flatten(like), objective
+
+
+def hvp_subsample_error(values: dict, fraction: float, directions: int = 5) -> dict:
+    """Relative error of the subsampled HVP and cosine of the CG step against full data."""
+    _, _, _, settings, theta_old, full = objective_after_sampling(values)
+    data = full.data
     num_tasks = data.valid.num_tasks
     rng = np.random.default_rng(0)
     errors = []
@@ -170,12 +175,9 @@ def best_time(function, repeats: int = 5) -> float:
 
 
 def ablations(values: dict) -> dict:
-    config, policy, meta_batch = meta_batch_steps(values)
-    settings = meta_step_settings(config)
-    packed = loss_steps(meta_batch, config)
-    like = {n: p.detach() for n, p in policy_params(policy).items()}
-    theta_old = flatten(like)
-    objective = MetaObjective.around(policy, like, packed, settings)
+    config, policy, meta_batch, settings, theta_old, objective = objective_after_sampling(values)
+    like = objective.like
+    packed = objective.data
     vector = torch.randn(theta_old.shape, generator=torch.Generator().manual_seed(0))
     result = {}
     for method in ("finite_difference", "finite_difference_central", "exact"):
