@@ -343,7 +343,8 @@ def run_training(
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped by an error"
         print(
             f"\n{reason} at iteration {state.iteration}; checkpoint written. Continue with:\n"
-            f"  metarl train --resume {run_dir}"
+            f"  metarl train --resume {run_dir}",
+            flush=True,
         )
         raise
     else:
