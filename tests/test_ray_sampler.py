@@ -267,6 +267,10 @@ def test_ctrl_c_stops_training_and_the_ray_it_started(tmp_path):
     run = subprocess.Popen(
         [*command, "--run-dir", str(run_dir), "--no-progress"],
         start_new_session=True,
+        # A shell without job control starts background jobs (e.g. `bash .ci/run &`) with
+        # SIGINT ignored, and children inherit that: restore the default so that Python
+        # installs its KeyboardInterrupt handler, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
