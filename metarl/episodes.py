@@ -70,7 +70,7 @@ def discounted_cumsum(values: torch.Tensor, factor: float) -> torch.Tensor:
     """y_t = sum_k factor^k x_{t+k} along the last axis (a reversed first-order IIR filter)."""
     x = values.detach().cpu().numpy()[..., ::-1]
     y = scipy.signal.lfilter([1.0], [1.0, -factor], x, axis=-1)[..., ::-1]
-    return torch.tensor(np.ascontiguousarray(y), dtype=values.dtype)  # a copy, torch-aligned
+    return as_tensor(y).to(values.dtype)
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -132,8 +132,12 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
 
     numpy arrays can start at any 16-byte boundary, and some kernels round
     differently on differently aligned inputs; copies keep results reproducible.
+    Any strides (reversed views too) are copied once, straight into the tensor.
     """
-    return torch.from_numpy(np.ascontiguousarray(array)).clone()
+    dtype = torch.from_numpy(np.empty(0, dtype=array.dtype)).dtype
+    tensor = torch.empty(array.shape, dtype=dtype)
+    tensor.numpy()[...] = array
+    return tensor
 
 
 def step_batch(episodes: Episodes, advantages: torch.Tensor, pack: bool) -> StepBatch:

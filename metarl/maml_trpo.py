@@ -197,8 +197,9 @@ def meta_step(
     seconds["meta_gradient"] = 0.0
 
     # Step 3: the meta-gradient, through the inner update (task chunk by task chunk).
+    chunks = objective.chunks()
     surrogate_before, gradient = 0.0, torch.zeros_like(theta_old)
-    for weight, part in objective.chunks():
+    for weight, part in chunks:
         clock = time.perf_counter()
         theta = theta_old.clone().requires_grad_()
         surrogate, _ = part(theta)
@@ -225,7 +226,6 @@ def meta_step(
     # Step 5: scale to the trust region and backtrack.
     clock = time.perf_counter()
     curvature = float(step_direction.dot(h_step_direction))
-    chunks = objective.chunks()
 
     def loss_and_kl(candidate: torch.Tensor) -> tuple[float, float]:
         loss, kl = 0.0, 0.0

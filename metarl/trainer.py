@@ -190,7 +190,7 @@ def checkpoint_payload(
     return {
         "kind": "rl",
         "config": dataclasses.asdict(config),
-        "policy": {name: p.detach().clone() for name, p in params.items()},
+        "policy": {name: p.detach() for name, p in params.items()},  # serialized at once
         "state": dataclasses.asdict(state),
         "rng": {
             "torch": torch.get_rng_state(),
@@ -237,11 +237,8 @@ def resume(run_dir: Path, show_progress: bool = True, iterations: int | None = N
         )
     saved_config, policy = policy_from_checkpoint(checkpoint)
     if saved_config != config:
-        changed = sorted(
-            key
-            for key, value in dataclasses.asdict(config).items()
-            if dataclasses.asdict(saved_config)[key] != value
-        )
+        saved = dataclasses.asdict(saved_config)
+        changed = sorted(k for k, v in dataclasses.asdict(config).items() if saved[k] != v)
         raise CheckpointError(
             f"{run_dir / 'config.yaml'} differs from the checkpoint's config in {changed}; "
             "a resumed run must keep its config"
@@ -328,7 +325,7 @@ def run_training(
             with torch.no_grad():
                 for name, parameter in policy.named_parameters():
                     parameter.copy_(new_params[name])
-            committed = {name: p.detach().clone() for name, p in new_params.items()}
+            committed = new_params  # meta_step's own copies, not the module's parameters
             state = TrainingState(
                 iteration + 1, row["env_steps"], row["wall_s"], max(state.best_return, score)
             )
@@ -348,7 +345,8 @@ def run_training(
         )
         raise
     else:
-        save_checkpoint(run_dir / CHECKPOINT, checkpoint_payload(config, committed, state))
+        if state.iteration % config.checkpoint_every != 0:  # else just written in the loop
+            save_checkpoint(run_dir / CHECKPOINT, checkpoint_payload(config, committed, state))
     finally:
         sampler.close()
         logger.close()

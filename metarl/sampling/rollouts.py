@@ -7,9 +7,11 @@ task's R rollouts come from one policy call on that task's [1, R, obs] block, on
 one thread. A task's computation then has the same shapes and the same kernels
 whatever the other tasks of the batch, so its rollouts are bitwise the same
 however many envs step at once, and whichever process (local or a Ray actor)
-sampled them. One call for all tasks would be faster but is not invariant:
-torch's vectorized tanh/exp take a scalar path on the tail of a tensor, and which
-elements fall in the tail depends on the batch (measured in the sampler tests).
+sampled them. One call for all tasks would be faster but is not invariant: a
+task's slice of a batch starts at a batch-dependent memory alignment, a single
+task folds into a plain mm instead of a bmm, and vectorized tanh/exp take a
+scalar path on a tensor's tail; each changed the last bit of actions (measured
+while writing the sampler tests).
 """
 
 from __future__ import annotations
