@@ -6,11 +6,19 @@ direction, where v is the forward (x) velocity of the root body, computed from
 its x position before and after the step divided by `dt`. Every reward is the
 sum of the `reward_*` terms in `info`.
 
+The dynamics are written for a batch of envs (`step_batch`): each env's MuJoCo
+data advances `frame_skip` physics steps, then observations, rewards and
+terminations are computed for all of them at once in numpy. `step` is
+`step_batch` on a batch of one, so a vector env of many copies and a single env
+compute the same numbers. Reset is Gymnasium's (`reset_model`).
+
 Actions outside the action space are clipped to it before they are applied and
 costed, so a Gaussian policy's raw samples can be passed in.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import mujoco
 import numpy as np
@@ -36,7 +44,41 @@ def _task_family(families: dict[str, TaskFamily], goal: str) -> TaskFamily:
     return families[goal]
 
 
-class HalfCheetahTaskEnv(TaskEnvMixin, HalfCheetahEnv):
+class LocomotionMixin(TaskEnvMixin):
+    """The batched step shared by the cheetah and the ant; subclasses add their terms."""
+
+    def _advance(self, envs: Sequence, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Clip, apply and simulate `actions` [N, nu]; (clipped actions, qpos, qvel, x velocity)."""
+        actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        x_before = np.array([env.data.qpos[0] for env in envs])
+        for env, action in zip(envs, actions):
+            env.data.ctrl[:] = action
+            mujoco.mj_step(env.model, env.data, nstep=env.frame_skip)
+        qpos = np.stack([env.data.qpos for env in envs])
+        qvel = np.stack([env.data.qvel for env in envs])
+        return actions, qpos, qvel, (qpos[:, 0] - x_before) / self.dt
+
+    def _forward_rewards(self, envs: Sequence, x_velocity: np.ndarray) -> np.ndarray:
+        goals = np.array([self.task_family.goal(env._task) for env in envs])
+        return self.task_family.forward_reward(goals, x_velocity)
+
+    def _task_features(self, envs: Sequence, observations: np.ndarray) -> np.ndarray:
+        if not self.oracle:
+            return observations
+        features = np.stack([self.task_family.features(env._task) for env in envs])
+        return np.concatenate([observations, features], axis=1)
+
+    def step(self, action):
+        observations, rewards, terminated, info = self.step_batch([self], np.asarray(action)[None])
+        info = {key: float(value[0]) for key, value in info.items()}
+        return observations[0], float(rewards[0]), bool(terminated[0]), False, info
+
+    def _get_obs(self):
+        qpos, qvel = self.data.qpos[None], self.data.qvel[None]
+        return self._observations([self], qpos, qvel)[0]
+
+
+class HalfCheetahTaskEnv(LocomotionMixin, HalfCheetahEnv):
     """HalfCheetah-v5 whose forward reward is the task's.
 
     reward = reward_forward + reward_ctrl, with reward_ctrl = -0.05 * |a|^2 (the paper's
@@ -56,25 +98,28 @@ class HalfCheetahTaskEnv(TaskEnvMixin, HalfCheetahEnv):
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
         return model, mujoco.MjData(model)
 
-    def step(self, action):
-        action = np.clip(action, self.action_space.low, self.action_space.high)
-        x_before = float(self.data.qpos[0])
-        self.do_simulation(action, self.frame_skip)
-        x_velocity = (float(self.data.qpos[0]) - x_before) / self.dt
+    def _observations(self, envs: Sequence, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        skip = 1 if self._exclude_current_positions_from_observation else 0
+        return self._task_features(envs, np.concatenate([qpos[:, skip:], qvel], axis=1))
+
+    def step_batch(self, envs: Sequence, actions: np.ndarray):
+        """Step the cheetahs `envs` (self among them or not) with `actions` [N, 6] at once.
+
+        Returns (observations [N, obs], rewards [N], terminated [N], info of [N] arrays).
+        """
+        actions, qpos, qvel, x_velocity = self._advance(envs, actions)
         info = {
-            "x_position": float(self.data.qpos[0]),
+            "x_position": qpos[:, 0],
             "x_velocity": x_velocity,
-            "reward_forward": self.task_family.forward_reward(self._task, x_velocity),
-            "reward_ctrl": -float(self.control_cost(action)),
+            "reward_forward": self._forward_rewards(envs, x_velocity),
+            "reward_ctrl": -self._ctrl_cost_weight * np.sum(np.square(actions), axis=1),
         }
-        reward = info["reward_forward"] + info["reward_ctrl"]
-        return self._get_obs(), reward, False, False, info
-
-    def _get_obs(self):
-        return self._with_task_features(super()._get_obs())
+        rewards = info["reward_forward"] + info["reward_ctrl"]
+        terminated = np.zeros(len(envs), dtype=bool)
+        return self._observations(envs, qpos, qvel), rewards, terminated, info
 
 
-class AntTaskEnv(TaskEnvMixin, AntEnv):
+class AntTaskEnv(LocomotionMixin, AntEnv):
     """Ant-v5 whose forward reward is the task's; terminates when unhealthy.
 
     reward = reward_forward + reward_survive (+1 while healthy, the paper's alive bonus)
@@ -100,22 +145,44 @@ class AntTaskEnv(TaskEnvMixin, AntEnv):
         )
         self.observation_space = self._init_task_api(self.observation_space)
 
-    def step(self, action):
-        action = np.clip(action, self.action_space.low, self.action_space.high)
-        x_before = float(self.data.qpos[0])
-        self.do_simulation(action, self.frame_skip)
-        x_velocity = (float(self.data.qpos[0]) - x_before) / self.dt
-        healthy = bool(self.is_healthy)
-        info = {
-            "x_position": float(self.data.qpos[0]),
-            "x_velocity": x_velocity,
-            "reward_forward": self.task_family.forward_reward(self._task, x_velocity),
-            "reward_ctrl": -float(self.control_cost(action)),
-            "reward_contact": -float(self.contact_cost),
-            "reward_survive": float(self.healthy_reward),
-        }
-        reward = sum(value for key, value in info.items() if key.startswith("reward_"))
-        return self._get_obs(), reward, not healthy, False, info
+    def _contact_forces(self, envs: Sequence) -> np.ndarray:
+        """Clipped external contact forces [N, bodies, 6] (mj_rnePostConstraint computes them)."""
+        for env in envs:
+            mujoco.mj_rnePostConstraint(env.model, env.data)
+        low, high = self._contact_force_range
+        return np.clip(np.stack([env.data.cfrc_ext for env in envs]), low, high)
 
-    def _get_obs(self):
-        return self._with_task_features(super()._get_obs())
+    def _observations(
+        self, envs: Sequence, qpos: np.ndarray, qvel: np.ndarray, contact=None
+    ) -> np.ndarray:
+        skip = 2 if self._exclude_current_positions_from_observation else 0
+        parts = [qpos[:, skip:], qvel]
+        if self._include_cfrc_ext_in_observation:
+            contact = self._contact_forces(envs) if contact is None else contact
+            parts.append(contact[:, 1:].reshape(len(envs), -1))
+        return self._task_features(envs, np.concatenate(parts, axis=1))
+
+    def step_batch(self, envs: Sequence, actions: np.ndarray):
+        """Step the ants `envs` with `actions` [N, 8] at once (see HalfCheetahTaskEnv)."""
+        actions, qpos, qvel, x_velocity = self._advance(envs, actions)
+        contact = self._contact_forces(envs)
+        low, high = self._healthy_z_range
+        finite = np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
+        healthy = finite & (low <= qpos[:, 2]) & (qpos[:, 2] <= high)
+        info = {
+            "x_position": qpos[:, 0],
+            "x_velocity": x_velocity,
+            "reward_forward": self._forward_rewards(envs, x_velocity),
+            "reward_ctrl": -self._ctrl_cost_weight * np.sum(np.square(actions), axis=1),
+            "reward_contact": -self._contact_cost_weight
+            * np.sum(np.square(contact).reshape(len(envs), -1), axis=1),
+            "reward_survive": healthy * self._healthy_reward,
+        }
+        rewards = (
+            info["reward_forward"]
+            + info["reward_ctrl"]
+            + info["reward_contact"]
+            + info["reward_survive"]
+        )
+        terminated = ~healthy if self._terminate_when_unhealthy else np.zeros_like(healthy)
+        return self._observations(envs, qpos, qvel, contact), rewards, terminated, info

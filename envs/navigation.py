@@ -113,4 +113,5 @@ class Navigation2DVectorEnv(VectorEnv):
         rewards = np.where(running, rewards, 0.0)
         self.tracker.record(running, terminated)
         t = self.tracker
-        return self._observations(), rewards, t.terminated.copy(), t.truncated.copy(), {}
+        info = {"reward_distance": rewards}
+        return self._observations(), rewards, t.terminated.copy(), t.truncated.copy(), info

@@ -56,8 +56,12 @@ class GoalVelocity:
     def default_task(self) -> dict:
         return {"velocity": self.default}
 
-    def forward_reward(self, task: dict, x_velocity: float) -> float:
-        return -abs(x_velocity - task["velocity"])
+    def forward_reward(self, goals: np.ndarray, x_velocity: np.ndarray) -> np.ndarray:
+        """-|v - goal| for arrays of goal velocities and x velocities."""
+        return -np.abs(x_velocity - goals)
+
+    def goal(self, task: dict) -> float:
+        return task["velocity"]
 
     def features(self, task: dict) -> np.ndarray:
         return np.array([task["velocity"]])
@@ -87,8 +91,12 @@ class GoalDirection:
     def default_task(self) -> dict:
         return {"direction": self.default}
 
-    def forward_reward(self, task: dict, x_velocity: float) -> float:
-        return task["direction"] * x_velocity
+    def forward_reward(self, goals: np.ndarray, x_velocity: np.ndarray) -> np.ndarray:
+        """direction * v for arrays of directions and x velocities."""
+        return goals * x_velocity
+
+    def goal(self, task: dict) -> float:
+        return float(task["direction"])
 
     def features(self, task: dict) -> np.ndarray:
         return np.array([float(task["direction"])])

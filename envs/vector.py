@@ -11,7 +11,9 @@ builds one of these for every metarl id. The protocol, shared by
 - `step(actions)` steps every copy whose episode is still running. A copy whose
   episode ended (terminated, or `max_episode_steps` reached) or that is idle is
   not stepped: it repeats its last observation with reward 0 and its final
-  terminated/truncated flags, until the next reset.
+  terminated/truncated flags, until the next reset. `info` holds one array per
+  reward term (`reward_forward`, `reward_ctrl`, ...: 0 where not stepped), whose
+  sum is the reward.
 """
 
 from __future__ import annotations
@@ -67,7 +69,12 @@ def reset_arguments(num_envs: int, seed, options) -> tuple[list[dict] | None, li
 
 
 class TaskVectorEnv(VectorEnv):
-    """`num_envs` copies of a task env (from `make_env`), stepped one after another."""
+    """`num_envs` copies of a MuJoCo task env (from `make_env`), stepped as one batch.
+
+    The copies share nothing but the code: each has its own MjData and task.
+    A step is the env class's `step_batch` on the running copies: their physics
+    in turn, then observations and rewards for all of them at once.
+    """
 
     metadata = {"autoreset_mode": AutoresetMode.DISABLED}
 
@@ -95,12 +102,23 @@ class TaskVectorEnv(VectorEnv):
     def step(self, actions):
         rewards = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
-        running = self.tracker.running
-        for i in np.flatnonzero(running):
-            self._observations[i], rewards[i], terminated[i], _, _ = self.envs[i].step(actions[i])
-        self.tracker.record(running, terminated)
+        running = np.flatnonzero(self.tracker.running)
+        info = {}
+        if len(running):
+            envs = [self.envs[i] for i in running]
+            observations, stepped_rewards, stepped_terminated, terms = envs[0].step_batch(
+                envs, np.asarray(actions)[running]
+            )
+            self._observations[running] = observations
+            rewards[running] = stepped_rewards
+            terminated[running] = stepped_terminated
+            for key, values in terms.items():
+                if key.startswith("reward_"):
+                    info[key] = np.zeros(self.num_envs)
+                    info[key][running] = values
+        self.tracker.record(self.tracker.running, terminated)
         t = self.tracker
-        return self._observations.copy(), rewards, t.terminated.copy(), t.truncated.copy(), {}
+        return self._observations.copy(), rewards, t.terminated.copy(), t.truncated.copy(), info
 
     def close_extras(self, **kwargs):
         for env in self.envs:
