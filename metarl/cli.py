@@ -1,7 +1,7 @@
 """The `metarl` command line.
 
 metarl train CONFIG [--set key=value]... [--run-dir DIR]
-metarl train --resume RUN_DIR [--set iterations=N]
+metarl train --resume RUN_DIR [--set iterations=N] [--set RUN_SETTING=VALUE]...
 metarl eval CHECKPOINT_OR_RUN_DIR [--tasks N] [--steps K] [--rollouts R] [--seed S]
             [--baselines pretrained,random,oracle,context] [--out DIR]
 metarl plot RUN_DIR_OR_EVAL_JSON... [-o FILE.png]
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its checkpoint (only --set iterations=N allowed)",
+        help="continue the run in RUN_DIR from its checkpoint; --set may raise iterations and "
+        "change run settings (sampler, workers, threads, ...)",
     )
     train.add_argument(
         "--set",
@@ -132,17 +133,15 @@ def resume_training(args: argparse.Namespace) -> int:
             "with metarl train CONFIG (its checkpoints serve metarl eval)"
         )
     overrides = parse_overrides(args.overrides)
-    if set(overrides) - {"iterations"}:
-        raise ConfigError(f"--resume: only 'iterations' may change, got {sorted(set(overrides))}")
     from metarl.trainer import resume
 
-    resume(args.resume, show_progress=not args.no_progress, iterations=overrides.get("iterations"))
+    resume(args.resume, overrides, show_progress=not args.no_progress)
     print(f"run written to {args.resume}")
     return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from metarl.baseline_runs import checkpoint_path
+    from metarl.comparisons import checkpoint_path
 
     path = checkpoint_path(args.checkpoint)
     checkpoint = load_checkpoint(path)
@@ -158,9 +157,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
         evaluate_checkpoint(path, checkpoint, args)
         return 0
-    from metarl.baseline_runs import baseline_policies, parse_baselines
+    from metarl.comparisons import baseline_policies, parse_baselines
     from metarl.evaluation import EvaluationSettings, format_table, run_evaluation, write_results
-    from metarl.trainer import policy_from_checkpoint
+    from metarl.resuming import policy_from_checkpoint
 
     baselines = parse_baselines(args.baselines)  # checked before any work
     settings = EvaluationSettings(
@@ -216,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, FileExistsError, ValueError, *sampling_errors()) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # the trainer has written its checkpoint and said how to resume
-        return 130
+    except KeyboardInterrupt as stop:  # the trainer has written its checkpoint and said so
+        return getattr(stop, "exit_code", 130)  # 143 after SIGTERM (metarl.runtime.StopRequested)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The policies `metarl eval --baselines` compares against: given, reused or trained.
+"""The comparison methods `metarl eval --baselines` measures MAML against: given, reused or trained.
+
+(These are the paper's baselines; the value baseline of the advantages is `value_baseline`.)
 
 `--baselines pretrained,random,oracle,context` names the methods; `name=PATH`
 uses an existing checkpoint (or run directory) instead. A method without a path
@@ -18,7 +20,8 @@ from torch import nn
 from metarl.checkpoints import CheckpointError, load_checkpoint
 from metarl.config import TrainConfig
 from metarl.evaluation import METHODS, random_policy
-from metarl.trainer import CHECKPOINT, policy_from_checkpoint, resume, train
+from metarl.resuming import CHECKPOINT, policy_from_checkpoint
+from metarl.trainer import resume, train
 
 TRAINED_BY = {"pretrained": "pretrain", "oracle": "oracle", "context": "context"}
 
@@ -62,7 +65,7 @@ def trained_baseline(method: str, config: TrainConfig, run_root: Path, show_prog
             )
         if saved["state"]["iteration"] < wanted.iterations:
             print(f"resuming the {method} baseline in {run_dir}")
-            resume(run_dir, show_progress)
+            resume(run_dir, show_progress=show_progress)
         else:
             print(f"reusing the {method} baseline in {run_dir}")
         return checkpoint

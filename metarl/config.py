@@ -52,6 +52,20 @@ def _ray_address(value: str):
     return "must be 'auto' or host:port (e.g. 10.0.0.1:6379)"
 
 
+def run_setting(**metadata):
+    """Field metadata: how the run executes, not what it computes (may change on resume).
+
+    The samplers give the same rollouts whatever their workers, envs and threads, so a
+    run moved to a cluster, or given more threads, resumes into the same results.
+    """
+    return {**metadata, "run_setting": True}
+
+
+def run_setting_keys(cls) -> set[str]:
+    """The keys of config dataclass `cls` that may change when a run is resumed."""
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("run_setting")}
+
+
 def fraction():
     """Field metadata: the value must be in (0, 1]."""
     return {"check": lambda v: None if 0 < v <= 1 else "must be in (0, 1]"}
@@ -67,7 +81,7 @@ class TrainConfig:
     # observation). context: MAML-TRPO adapting only a context vector z fed to the policy.
     algorithm: str = field(default="maml", metadata=choices(*ALGORITHMS))
     seed: int = field(default=0, metadata=at_least(0))
-    iterations: int = field(default=500, metadata=at_least(1))
+    iterations: int = field(default=500, metadata=run_setting(**at_least(1)))  # may grow
     meta_batch_size: int = field(default=20, metadata=at_least(1))
     rollouts_per_task: int = field(default=20, metadata=at_least(1))
     horizon: int | None = field(default=None, metadata=at_least(1))  # None: the env's
@@ -88,18 +102,19 @@ class TrainConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
     activation: str = field(default="relu", metadata=choices("relu", "tanh"))
     init_log_std: float = 0.0
-    sampler: str = field(default="local", metadata=choices("local", "ray"))
-    num_envs: int = field(default=400, metadata=at_least(1))  # env copies stepped together
+    sampler: str = field(default="local", metadata=run_setting(**choices("local", "ray")))
+    num_envs: int = field(default=400, metadata=run_setting(**at_least(1)))  # envs stepped at once
     # sampler: ray (see README, Ray sampler)
-    num_workers: int = field(default=0, metadata=at_least(0))  # 0: one actor per cluster CPU
-    envs_per_worker: int = field(default=200, metadata=at_least(1))
-    ray_address: str | None = field(default=None, metadata={"check": _ray_address})
-    ray_dashboard: bool = False  # a local Ray's dashboard (a cluster has its own)
-    worker_timeout_s: float = field(default=600.0, metadata=at_least(0, strict=True))
-    max_consecutive_failures: int = field(default=3, metadata=at_least(1))
-    torch_threads: int = field(default=0, metadata=at_least(0))  # 0: one per core
+    num_workers: int = field(default=0, metadata=run_setting(**at_least(0)))  # 0: one per CPU
+    envs_per_worker: int = field(default=200, metadata=run_setting(**at_least(1)))
+    ray_address: str | None = field(default=None, metadata=run_setting(check=_ray_address))
+    # a local Ray's dashboard (a cluster has its own)
+    ray_dashboard: bool = field(default=False, metadata=run_setting())
+    worker_timeout_s: float = field(default=600.0, metadata=run_setting(**at_least(0, strict=True)))
+    max_consecutive_failures: int = field(default=3, metadata=run_setting(**at_least(1)))
+    torch_threads: int = field(default=0, metadata=run_setting(**at_least(0)))  # 0: one per core
     context_size: int = field(default=4, metadata=at_least(1))  # algorithm: context
-    checkpoint_every: int = field(default=10, metadata=at_least(1))  # iterations
+    checkpoint_every: int = field(default=10, metadata=run_setting(**at_least(1)))  # iterations
     # evaluation: inner step k uses eval_step_sizes[k] (the last one for further steps)
     eval_step_sizes: list[float] = field(default_factory=lambda: [0.1, 0.05])
     # evaluation of pretrain / random init: the fine-tuning step size is tuned on this grid

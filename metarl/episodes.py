@@ -1,76 +1,169 @@
-"""Batches of padded episodes, discounted returns, GAE, and the flat step batches losses use.
+"""Rollouts ready for the learner, and the return and advantage arithmetic they need.
 
-`Episodes` is what a sampler returns: numpy arrays laid out as tasks x rollouts
-x time steps (T x R x H), zero-padded after an episode ends, with `mask` 1 on the
-steps that happened. `StepBatch` is the torch view the losses read: per task,
-its steps flattened into one axis of length M, either all R*H padded steps
-(`pack=False`, the same shapes whatever the batch, so results do not depend on
-how tasks are grouped) or only the valid steps packed to the front and padded
-to the longest task (`pack=True`, less work when episodes end early).
+`Rollouts` is what a sampler hands the learner for each inner step and for the
+validation rollouts of a meta-batch (together a `MetaBatch`): torch tensors laid
+out as tasks x rollouts x time steps (T x R x H), zero-padded after an episode
+ends, with `mask` 1 on the steps that happened, the advantages already computed
+(once, by the sampler, per task: GAE against the linear value baseline fitted on
+these rollouts) and what the logs report about them (each reward term's
+per-episode sums, the value baseline's explained variance). The losses read each
+task's steps as one axis of length M = R * H (`step_*` views, no copies); padded
+steps carry mask 0 and advantage 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import math
+from dataclasses import dataclass, field
 
-import numpy as np
-import scipy.signal
 import torch
 
 
 @dataclass
-class Episodes:
-    """Rollouts of a meta-batch of tasks: arrays shaped [T, R, H, ...]."""
+class Rollouts:
+    """R rollouts of each of T tasks with their advantages: tensors shaped [T, R, H, ...]."""
 
-    observations: np.ndarray  # float32 [T, R, H, obs_dim]
-    actions: np.ndarray  # float32 [T, R, H, act_dim]
-    rewards: np.ndarray  # float32 [T, R, H]
-    mask: np.ndarray  # float32 [T, R, H]; 1 where a step happened
-    task_ids: np.ndarray  # int64 [T]: each task's index in the meta-batch
+    observations: torch.Tensor  # float32 [T, R, H, obs_dim]
+    actions: torch.Tensor  # float32 [T, R, H, act_dim]
+    rewards: torch.Tensor  # float32 [T, R, H]
+    mask: torch.Tensor  # float32 [T, R, H]; 1 where a step happened
+    advantages: torch.Tensor  # float32 [T, R, H]; 0 where mask is 0
+    task_ids: torch.Tensor  # int64 [T]: each task's index in the meta-batch
+    reward_terms: dict[str, torch.Tensor] = field(default_factory=dict)  # term -> [T, R] sums
+    explained_variance: torch.Tensor | None = None  # float64 [T], of the value baseline
 
     @property
     def num_tasks(self) -> int:
-        return int(self.rewards.shape[0])
+        return int(self.mask.shape[0])
 
     @property
     def num_steps(self) -> int:
         """Environment steps taken (valid steps)."""
         return int(self.mask.sum())
 
-    def episode_returns(self) -> np.ndarray:
+    @property
+    def step_observations(self) -> torch.Tensor:
+        return self.observations.flatten(1, 2)  # [T, M, obs_dim]
+
+    @property
+    def step_actions(self) -> torch.Tensor:
+        return self.actions.flatten(1, 2)
+
+    @property
+    def step_advantages(self) -> torch.Tensor:
+        return self.advantages.flatten(1, 2)  # [T, M]
+
+    @property
+    def step_mask(self) -> torch.Tensor:
+        return self.mask.flatten(1, 2)
+
+    def episode_returns(self) -> torch.Tensor:
         """Undiscounted return of every episode, [T, R]."""
         return (self.rewards * self.mask).sum(-1)
 
     def mean_return(self) -> float:
-        return float(self.episode_returns().mean())
+        return float(self.episode_returns().double().mean())
 
-    def select(self, task_positions: np.ndarray | list[int]) -> Episodes:
-        index = np.asarray(task_positions)
-        return Episodes(
-            self.observations[index],
-            self.actions[index],
-            self.rewards[index],
-            self.mask[index],
+    def mean_episode_length(self) -> float:
+        return float(self.mask.double().sum(-1).mean())
+
+    def mean_reward_terms(self) -> dict[str, float]:
+        """Each reward term's mean per-episode sum (they add up to `mean_return`)."""
+        return {name: float(sums.mean()) for name, sums in self.reward_terms.items()}
+
+    def mean_explained_variance(self) -> float:
+        """The value baseline's explained variance averaged over tasks (nan where undefined)."""
+        if self.explained_variance is None:
+            return math.nan
+        values = self.explained_variance[torch.isfinite(self.explained_variance)]
+        return float(values.mean()) if len(values) else math.nan
+
+    def to(self, device: torch.device | str) -> Rollouts:
+        """The tensors the losses read, on `device` (the logs' fields stay where they are)."""
+        return Rollouts(
+            self.observations.to(device),
+            self.actions.to(device),
+            self.rewards.to(device),
+            self.mask.to(device),
+            self.advantages.to(device),
+            self.task_ids,
+            self.reward_terms,
+            self.explained_variance,
+        )
+
+    def select(self, positions: torch.Tensor | list[int]) -> Rollouts:
+        index = torch.as_tensor(positions, dtype=torch.int64)
+        return Rollouts(
+            self.observations[index.to(self.observations.device)],
+            self.actions[index.to(self.actions.device)],
+            self.rewards[index.to(self.rewards.device)],
+            self.mask[index.to(self.mask.device)],
+            self.advantages[index.to(self.advantages.device)],
             self.task_ids[index],
+            {name: sums[index] for name, sums in self.reward_terms.items()},
+            None if self.explained_variance is None else self.explained_variance[index],
         )
 
     @staticmethod
-    def concatenate(parts: list[Episodes]) -> Episodes:
-        """Join per-task chunks and order them by task id."""
-        joined = Episodes(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS),
+    def concatenate(parts: list[Rollouts]) -> Rollouts:
+        """Join chunks of tasks sampled separately, ordered by task id."""
+        first = parts[0]
+        joined = Rollouts(
+            *(torch.cat([getattr(p, name) for p in parts]) for name in _TENSORS),
+            {name: torch.cat([p.reward_terms[name] for p in parts]) for name in first.reward_terms},
+            None
+            if first.explained_variance is None
+            else torch.cat([p.explained_variance for p in parts]),
         )
-        return joined.select(np.argsort(joined.task_ids, kind="stable"))
+        return joined.select(torch.argsort(joined.task_ids, stable=True))
 
 
-_FIELDS = ("observations", "actions", "rewards", "mask", "task_ids")
+@dataclass
+class MetaBatch:
+    """train[k]: rollouts of the parameters after k inner steps; valid: of the adapted ones."""
+
+    train: list[Rollouts]
+    valid: Rollouts
+
+    @property
+    def phases(self) -> list[Rollouts]:
+        return [*self.train, self.valid]
+
+    @property
+    def env_steps(self) -> int:
+        return sum(r.num_steps for r in self.phases)
+
+    def select(self, positions: torch.Tensor) -> MetaBatch:
+        return MetaBatch([r.select(positions) for r in self.train], self.valid.select(positions))
+
+    def to(self, device: torch.device | str) -> MetaBatch:
+        return MetaBatch([r.to(device) for r in self.train], self.valid.to(device))
+
+    @staticmethod
+    def concatenate(parts: list[MetaBatch]) -> MetaBatch:
+        """Join chunks of tasks sampled separately, ordered by task id."""
+        train = [
+            Rollouts.concatenate([p.train[k] for p in parts]) for k in range(len(parts[0].train))
+        ]
+        return MetaBatch(train, Rollouts.concatenate([p.valid for p in parts]))
+
+
+_TENSORS = ("observations", "actions", "rewards", "mask", "advantages", "task_ids")
+
+
+@functools.lru_cache(maxsize=16)
+def _discount_matrix(length: int, factor: float) -> torch.Tensor:
+    """D [H, H] with D[k, t] = factor^(k - t) for k >= t, else 0 (float64)."""
+    steps = torch.arange(length, dtype=torch.float64)
+    powers = torch.tensor(factor, dtype=torch.float64) ** (steps[:, None] - steps[None, :])
+    return torch.tril(powers)
 
 
 def discounted_cumsum(values: torch.Tensor, factor: float) -> torch.Tensor:
-    """y_t = sum_k factor^k x_{t+k} along the last axis (a reversed first-order IIR filter)."""
-    x = values.detach().cpu().numpy()[..., ::-1]
-    y = scipy.signal.lfilter([1.0], [1.0, -factor], x, axis=-1)[..., ::-1]
-    return as_tensor(y).to(values.dtype)
+    """y_t = sum_{k >= t} factor^(k - t) x_k along the last axis (float64, one matmul)."""
+    matrix = _discount_matrix(values.shape[-1], float(factor)).to(values.device)
+    return (values.to(torch.float64) @ matrix).to(values.dtype)
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -105,58 +198,23 @@ def normalize_per_task(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return (advantages - mean) / (variance.sqrt() + 1e-8) * mask
 
 
-@dataclass
-class StepBatch:
-    """Per-task flat steps for the losses: [T, M, ...] tensors and a [T, M] mask."""
+def explained_variance(
+    targets: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """1 - Var(targets - predictions) / Var(targets) per task over its valid steps ([T] float64).
 
-    observations: torch.Tensor
-    actions: torch.Tensor
-    advantages: torch.Tensor
-    mask: torch.Tensor
-
-    @property
-    def num_tasks(self) -> int:
-        return int(self.mask.shape[0])
-
-    def select(self, task_positions: torch.Tensor) -> StepBatch:
-        return StepBatch(
-            self.observations[task_positions],
-            self.actions[task_positions],
-            self.advantages[task_positions],
-            self.mask[task_positions],
-        )
-
-
-def as_tensor(array: np.ndarray) -> torch.Tensor:
-    """A torch copy of `array` in torch's own (64-byte aligned) memory.
-
-    numpy arrays can start at any 16-byte boundary, and some kernels round
-    differently on differently aligned inputs; copies keep results reproducible.
-    Any strides (reversed views too) are copied once, straight into the tensor.
+    1 is a perfect fit, 0 no better than the mean, negative worse; nan where the
+    targets do not vary.
     """
-    dtype = torch.from_numpy(np.empty(0, dtype=array.dtype)).dtype
-    tensor = torch.empty(array.shape, dtype=dtype)
-    tensor.numpy()[...] = array
-    return tensor
+    dims = tuple(range(1, targets.dim()))
+    weights = mask.to(torch.float64)
+    count = weights.sum(dims).clamp(min=1.0)
 
+    def variance(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float64)
+        mean = (x * weights).sum(dims, keepdim=True) / count.reshape(-1, *[1] * len(dims))
+        return (((x - mean) * weights) ** 2).sum(dims) / count
 
-def step_batch(episodes: Episodes, advantages: torch.Tensor, pack: bool) -> StepBatch:
-    """Flatten each task's rollouts into one step axis; `pack` keeps only valid steps."""
-    num_tasks = episodes.num_tasks
-    observations = as_tensor(episodes.observations).reshape(
-        num_tasks, -1, episodes.observations.shape[-1]
-    )
-    actions = as_tensor(episodes.actions).reshape(num_tasks, -1, episodes.actions.shape[-1])
-    mask = as_tensor(episodes.mask).reshape(num_tasks, -1)
-    advantages = advantages.reshape(num_tasks, -1).to(torch.float32)
-    if pack:
-        counts = mask.sum(-1)
-        length = max(int(counts.max()), 1)
-        order = torch.argsort(1.0 - mask, dim=-1, stable=True)[:, :length]  # valid steps first
-        observations = torch.gather(
-            observations, 1, order.unsqueeze(-1).expand(-1, -1, observations.shape[-1])
-        )
-        actions = torch.gather(actions, 1, order.unsqueeze(-1).expand(-1, -1, actions.shape[-1]))
-        advantages = torch.gather(advantages, 1, order)
-        mask = torch.gather(mask, 1, order)
-    return StepBatch(observations, actions, advantages * mask, mask)
+    target_variance = variance(targets)
+    ratio = variance(targets - predictions) / target_variance
+    return torch.where(target_variance > 0, 1.0 - ratio, torch.full_like(ratio, math.nan))

@@ -27,21 +27,24 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import scipy.stats
 import torch
 from torch import nn
 
 from metarl.config import TrainConfig
+from metarl.experiment import (
+    EVALUATION_STREAM,
+    TUNING_TASK_STREAM,
+    build_policy,
+    held_out_tasks,
+    sampler_settings,
+)
 from metarl.policies import policy_params
 from metarl.runtime import keep_freed_memory, set_torch_threads
-from metarl.sampling.meta_batch import SamplerSettings, sample_meta_batch
-from metarl.sampling.rollouts import EVALUATION_STREAM, make_vector_env
-from metarl.trainer import algorithm_setup, build_policy, horizon_of
+from metarl.sampling.meta_batch import sample_meta_batch
+from metarl.sampling.rollouts import make_vector_env
 
-HELD_OUT_TASK_STREAM = 200
-TUNING_TASK_STREAM = 201
 TUNING_ROLLOUT_SEED_OFFSET = 1_000_003  # tuning rollouts never share seeds with evaluation's
 METHODS = ("maml", "pretrained", "random", "oracle", "context")
 
@@ -70,16 +73,6 @@ class AdaptationCurve:
         return mean, scipy.stats.t.ppf(0.975, count - 1) * sem
 
 
-def sample_tasks(env_id: str, count: int, seed: int, stream: int) -> list[dict]:
-    """`count` tasks of the env's distribution from the seed stream (seed, stream)."""
-    env = gym.make(env_id)
-    state = np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0]
-    env.reset(seed=int(state))
-    tasks = env.unwrapped.sample_tasks(count)
-    env.close()
-    return tasks
-
-
 def step_sizes_for(sizes: list[float], steps: int) -> list[float]:
     """Step k's size: sizes[k], the last one repeating."""
     return [sizes[min(k, len(sizes) - 1)] for k in range(steps)]
@@ -95,38 +88,23 @@ def adaptation_returns(
     num_envs: int | None = None,
 ) -> np.ndarray:
     """[tasks, len(step_sizes) + 1] mean returns after 0..K inner steps of `policy`."""
-    setup = algorithm_setup(config)
-    settings = SamplerSettings(
-        env_id=config.env,
-        horizon=horizon_of(config),
-        rollouts_per_task=rollouts,
-        inner_steps=len(step_sizes),
-        inner_step_sizes=tuple(step_sizes),
-        gamma=config.gamma,
-        gae_lambda=config.gae_lambda,
-        normalize_advantages=config.normalize_advantages,
-        seed=seed,
-        stream=EVALUATION_STREAM,
-        adapted_names=setup.adapted_names,
-        env_kwargs=setup.env_kwargs,
-    )
+    settings = sampler_settings(config, EVALUATION_STREAM, tuple(step_sizes), rollouts, seed)
     envs = num_envs or max(rollouts, (config.num_envs // rollouts) * rollouts)
-    vector_env = make_vector_env(config.env, envs, settings.horizon, setup.env_kwargs)
+    vector_env = make_vector_env(config.env, envs, settings.horizon, settings.env_kwargs)
     try:
         batch = sample_meta_batch(
             vector_env, policy, policy_params(policy), tasks, np.arange(len(tasks)), 0, settings
         )
     finally:
         vector_env.close()
-    phases = [*batch.train, batch.valid]
-    return np.stack([e.episode_returns().mean(-1) for e in phases], axis=1)
+    return np.stack([r.episode_returns().mean(-1).numpy() for r in batch.phases], axis=1)
 
 
 def tune_step_size(
     policy: nn.Module, config: TrainConfig, steps: int, tasks: int, rollouts: int, seed: int
 ) -> tuple[float, dict[float, float]]:
     """The fine-tuning step size with the best mean return over steps 1..K on training tasks."""
-    tuning_tasks = sample_tasks(config.env, tasks, seed, TUNING_TASK_STREAM)
+    tuning_tasks = held_out_tasks(config.env, tasks, seed, TUNING_TASK_STREAM)
     scores = {}
     for size in config.finetune_step_sizes:
         returns = adaptation_returns(
@@ -195,7 +173,7 @@ def run_evaluation(
     """Adaptation curves of each method (name -> (policy, its config, source)) on shared tasks."""
     keep_freed_memory()
     set_torch_threads(0)
-    tasks = sample_tasks(env_id, settings.tasks, settings.seed, HELD_OUT_TASK_STREAM)
+    tasks = held_out_tasks(env_id, settings.tasks, settings.seed)
     curves = []
     for method, (policy, config, source) in methods.items():
         rollouts = settings.rollouts or config.rollouts_per_task

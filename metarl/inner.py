@@ -16,16 +16,16 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from metarl.episodes import StepBatch
+from metarl.episodes import Rollouts
 from metarl.policies import Params, gaussian_log_prob, policy_outputs
 
 
-def reinforce_loss(policy: nn.Module, params: Params, steps: StepBatch) -> torch.Tensor:
+def reinforce_loss(policy: nn.Module, params: Params, rollouts: Rollouts) -> torch.Tensor:
     """-mean over valid steps of log pi(a|s) * A, one value per task: [T]."""
-    mean, log_std = policy_outputs(policy, params, steps.observations)
-    log_probs = gaussian_log_prob(mean, log_std, steps.actions)
-    count = steps.mask.sum(-1).clamp(min=1.0)
-    return -(log_probs * steps.advantages).sum(-1) / count
+    mean, log_std = policy_outputs(policy, params, rollouts.step_observations)
+    log_probs = gaussian_log_prob(mean, log_std, rollouts.step_actions)
+    count = rollouts.step_mask.sum(-1).clamp(min=1.0)
+    return -(log_probs * rollouts.step_advantages).sum(-1) / count
 
 
 def stack_params(params: Params, num_tasks: int) -> Params:
@@ -36,7 +36,7 @@ def stack_params(params: Params, num_tasks: int) -> Params:
 def adapt(
     policy: nn.Module,
     params: Params,
-    batches: Sequence[StepBatch],
+    batches: Sequence[Rollouts],
     step_sizes: Sequence[float],
     first_order: bool = False,
     adapted_names: Iterable[str] | None = None,

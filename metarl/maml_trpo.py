@@ -15,7 +15,8 @@ policies, the step
      the surrogate improves with KL <= max_kl.
 
 All tasks are computed at once: adapted parameters are [T, ...] stacks and the
-steps of each task are one padded [T, M] axis.
+steps of each task are one padded [T, M] axis (the sampler's `Rollouts`, read
+as they are: advantages included).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metarl.episodes import StepBatch
+from metarl.episodes import MetaBatch
 from metarl.inner import adapt
 from metarl.policies import Params, gaussian_kl, gaussian_log_prob, policy_outputs
 from metarl.trpo import (
@@ -62,17 +63,6 @@ class MetaStepSettings:
 
 
 @dataclass
-class MetaBatchSteps:
-    """The losses' view of one meta-batch: train steps per inner step, and validation steps."""
-
-    train: list[StepBatch]
-    valid: StepBatch
-
-    def select(self, tasks: torch.Tensor) -> MetaBatchSteps:
-        return MetaBatchSteps([b.select(tasks) for b in self.train], self.valid.select(tasks))
-
-
-@dataclass
 class MetaStepStats:
     surrogate_before: float
     surrogate_after: float
@@ -80,6 +70,7 @@ class MetaStepStats:
     line_search_steps: int
     accepted: bool
     cg_residual: float
+    inner_step_norm: float = math.nan  # mean over tasks of |theta'_i - theta| (last inner step)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -96,22 +87,30 @@ class MetaObjective:
 
     policy: nn.Module
     like: Params
-    data: MetaBatchSteps
+    data: MetaBatch
     settings: MetaStepSettings
     old_mean: torch.Tensor
     old_log_std: torch.Tensor
     old_log_prob: torch.Tensor
+    inner_step_norm: float = math.nan
 
     @classmethod
     def around(
-        cls, policy: nn.Module, like: Params, data: MetaBatchSteps, settings: MetaStepSettings
+        cls, policy: nn.Module, like: Params, data: MetaBatch, settings: MetaStepSettings
     ) -> MetaObjective:
         objective = cls(policy, like, data, settings, *(torch.empty(0),) * 3)
         with torch.no_grad():
             old_params = objective.adapted(flatten(like).requires_grad_(), graph=False)
-            mean, log_std = policy_outputs(policy, old_params, data.valid.observations)
-        log_prob = gaussian_log_prob(mean, log_std, data.valid.actions)
-        return replace(objective, old_mean=mean, old_log_std=log_std, old_log_prob=log_prob)
+            mean, log_std = policy_outputs(policy, old_params, data.valid.step_observations)
+            step_norm = _inner_step_norm(like, old_params)
+        log_prob = gaussian_log_prob(mean, log_std, data.valid.step_actions)
+        return replace(
+            objective,
+            old_mean=mean,
+            old_log_std=log_std,
+            old_log_prob=log_prob,
+            inner_step_norm=step_norm,
+        )
 
     def restricted(self, tasks: torch.Tensor) -> MetaObjective:
         """The same objective on a subset of the tasks (for subsampled Hessian-vector products)."""
@@ -134,7 +133,7 @@ class MetaObjective:
         gradient took 2.0 s whole and 5.0 s in four chunks of 10 tasks), so the limit
         is high: the paper's configs run in one chunk, bigger meta-batches are split.
         """
-        num_tasks, steps = self.data.valid.mask.shape
+        num_tasks, steps = self.data.valid.step_mask.shape
         widest = max(p.shape[-2] for n, p in self.like.items() if n.endswith("weight"))
         per_chunk = max(1, CHUNK_ELEMENTS // (steps * widest))
         if per_chunk >= num_tasks:
@@ -162,11 +161,12 @@ class MetaObjective:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(surrogate loss, mean KL) at theta; `graph=False` drops second-order terms."""
         valid = self.data.valid
-        mean, log_std = policy_outputs(self.policy, self.adapted(theta, graph), valid.observations)
-        ratio = torch.exp(gaussian_log_prob(mean, log_std, valid.actions) - self.old_log_prob)
-        surrogate = -_per_task_mean(ratio * valid.advantages, valid.mask).mean()
+        adapted = self.adapted(theta, graph)
+        mean, log_std = policy_outputs(self.policy, adapted, valid.step_observations)
+        ratio = torch.exp(gaussian_log_prob(mean, log_std, valid.step_actions) - self.old_log_prob)
+        surrogate = -_per_task_mean(ratio * valid.step_advantages, valid.step_mask).mean()
         kl = gaussian_kl(self.old_mean, self.old_log_std, mean, log_std)
-        return surrogate, _per_task_mean(kl, valid.mask).mean()
+        return surrogate, _per_task_mean(kl, valid.step_mask).mean()
 
     def kl_gradient(self, theta: torch.Tensor) -> torch.Tensor:
         """grad KL at theta (a fresh leaf), without graph."""
@@ -178,10 +178,22 @@ class MetaObjective:
         return torch.autograd.grad(kl, theta, create_graph=create_graph)[0]
 
 
+def _inner_step_norm(theta: Params, adapted: Params) -> float:
+    """Mean over tasks of the norm of theta'_i - theta (0 without inner steps)."""
+    if adapted is theta:
+        return 0.0
+    squares = sum(
+        ((adapted[name] - p).reshape(adapted[name].shape[0], -1) ** 2).sum(-1)
+        for name, p in theta.items()
+        if adapted[name].dim() > p.dim()  # adapted parameters are per-task stacks
+    )
+    return float(torch.as_tensor(squares).sqrt().mean())
+
+
 def meta_step(
     policy: nn.Module,
     params: Params,
-    data: MetaBatchSteps,
+    data: MetaBatch,
     settings: MetaStepSettings,
     rng: np.random.Generator,
 ) -> tuple[Params, MetaStepStats]:
@@ -258,6 +270,7 @@ def meta_step(
         line_search_steps=result.steps,
         accepted=result.accepted,
         cg_residual=cg_residual,
+        inner_step_norm=objective.inner_step_norm,
         seconds=seconds,
     )
     return new_params, stats

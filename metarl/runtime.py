@@ -1,10 +1,13 @@
-"""Process settings that matter for speed on CPUs: torch threads and the memory allocator."""
+"""Process settings: torch threads and the memory allocator (speed on CPUs), stop signals."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
+import signal
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,3 +54,49 @@ def torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM asked a long job to stop; it writes what it must and exits."""
+
+    def __init__(self, signal_number: int):
+        self.signal_number = signal_number
+        super().__init__(signal.Signals(signal_number).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signal_number  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise `StopRequested` once; later ones are noted, not raised.
+
+    A job's cleanup (writing its checkpoint) then runs to the end however often the
+    user presses Ctrl-C or a scheduler repeats SIGTERM. Handlers are restored on exit.
+    Outside the main thread (where Python cannot set handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = False
+
+    def handler(signal_number, frame):
+        nonlocal stopping
+        if stopping:
+            print(
+                f"\n{signal.Signals(signal_number).name} again: already stopping, "
+                "writing the checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        stopping = True
+        raise StopRequested(signal_number)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

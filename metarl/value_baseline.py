@@ -1,4 +1,6 @@
-"""The linear feature baseline (Duan et al. 2016), fitted per task on the rollouts it scores.
+"""The linear feature value baseline (Duan et al. 2016), fitted per task on the rollouts it scores.
+
+(A value baseline: the comparison methods of evaluation are in `comparisons`.)
 
 Features per step: clip(obs, -10, 10), its square, t, t^2, t^3 (t = step index /
 100) and 1. The fit is ridge least squares; where the normal equations do not
@@ -12,9 +14,8 @@ from __future__ import annotations
 import torch
 
 from metarl.episodes import (
-    Episodes,
-    as_tensor,
     discounted_returns,
+    explained_variance,
     generalized_advantages,
     normalize_per_task,
 )
@@ -72,13 +73,21 @@ def fit_linear_baseline(
 
 
 def estimate_advantages(
-    episodes: Episodes, gamma: float, gae_lambda: float, normalize: bool
-) -> torch.Tensor:
-    """Advantages [T, R, H] of `episodes`: GAE against a baseline fitted on these episodes."""
-    observations = as_tensor(episodes.observations)
-    rewards = as_tensor(episodes.rewards)
-    mask = as_tensor(episodes.mask)
+    observations: torch.Tensor,
+    rewards: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+    normalize: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantages [T, R, H], explained variance [T]) of rollouts [T, R, H, ...].
+
+    GAE against a baseline fitted, per task, on the discounted returns of these
+    rollouts; the explained variance says how well that fit predicts the returns.
+    """
     returns = discounted_returns(rewards, mask, gamma)
     values = fit_linear_baseline(observations, returns, mask)
     advantages = generalized_advantages(rewards, values, mask, gamma, gae_lambda)
-    return normalize_per_task(advantages, mask) if normalize else advantages
+    if normalize:
+        advantages = normalize_per_task(advantages, mask)
+    return advantages, explained_variance(returns, values, mask)

@@ -4,18 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.baselines import fit_linear_baseline
 from metarl.episodes import (
-    Episodes,
-    StepBatch,
+    MetaBatch,
+    Rollouts,
     discounted_returns,
+    explained_variance,
     generalized_advantages,
     normalize_per_task,
-    step_batch,
 )
 from metarl.inner import adapt, reinforce_loss
 from metarl.maml_trpo import (
-    MetaBatchSteps,
     MetaObjective,
     MetaStepSettings,
     hessian_vector_product,
@@ -23,6 +21,7 @@ from metarl.maml_trpo import (
 )
 from metarl.policies import GaussianMLPPolicy, gaussian_kl, policy_params
 from metarl.trpo import conjugate_gradient, flatten, line_search
+from metarl.value_baseline import fit_linear_baseline
 
 
 def test_discounted_returns_by_hand():
@@ -96,29 +95,40 @@ def test_linear_baseline_rejects_non_finite_data():
         fit_linear_baseline(observations, torch.ones(1, 2, 3), torch.ones(1, 2, 3))
 
 
-def test_step_batch_packing_keeps_exactly_the_valid_steps():
+def rollouts_of(observations, actions, advantages, mask, task_ids=None) -> Rollouts:
+    """A Rollouts container [T, R, H, ...] with zero rewards, for the losses."""
+    num_tasks = mask.shape[0]
+    ids = torch.arange(num_tasks) if task_ids is None else torch.as_tensor(task_ids)
+    return Rollouts(observations, actions, torch.zeros_like(mask), mask, advantages, ids)
+
+
+def test_rollouts_step_views_and_concatenation_by_task_id():
     rng = np.random.default_rng(1)
-    mask = np.ones((2, 3, 4), np.float32)
+    obs = torch.from_numpy(rng.normal(size=(3, 2, 4, 5)).astype(np.float32))
+    acts = torch.from_numpy(rng.normal(size=(3, 2, 4, 2)).astype(np.float32))
+    adv = torch.from_numpy(rng.normal(size=(3, 2, 4)).astype(np.float32))
+    mask = torch.ones(3, 2, 4)
     mask[0, 1, 2:] = 0
-    mask[1, :, 1:] = 0
-    episodes = Episodes(
-        rng.normal(size=(2, 3, 4, 5)).astype(np.float32),
-        rng.normal(size=(2, 3, 4, 2)).astype(np.float32),
-        rng.normal(size=(2, 3, 4)).astype(np.float32),
-        mask,
-        np.arange(2),
-    )
-    advantages = torch.from_numpy(rng.normal(size=(2, 3, 4)))
-    padded = step_batch(episodes, advantages, pack=False)
-    packed = step_batch(episodes, advantages, pack=True)
-    assert padded.observations.shape == (2, 12, 5)
-    assert packed.observations.shape == (2, 10, 5)  # task 0 has 10 valid steps, task 1 has 3
-    for task in range(2):
-        valid = padded.mask[task] > 0
-        n = int(valid.sum())
-        torch.testing.assert_close(packed.observations[task, :n], padded.observations[task][valid])
-        torch.testing.assert_close(packed.advantages[task, :n], padded.advantages[task][valid])
-        assert packed.mask[task, :n].all() and not packed.mask[task, n:].any()
+    whole = rollouts_of(obs, acts, adv, mask)
+    assert whole.step_observations.shape == (3, 8, 5)
+    assert whole.step_observations.data_ptr() == obs.data_ptr()  # a view, not a copy
+    torch.testing.assert_close(whole.step_observations[1, 5], obs[1, 1, 1])
+    assert whole.num_steps == 22 and whole.mean_episode_length() == 22 / 6
+    # chunks sampled apart, out of order, join back in task-id order
+    parts = [whole.select([2]), whole.select([0, 1])]
+    joined = Rollouts.concatenate(parts)
+    for name in ("observations", "actions", "advantages", "mask", "task_ids"):
+        assert torch.equal(getattr(joined, name), getattr(whole, name)), name
+
+
+def test_explained_variance_by_hand():
+    targets = torch.tensor([[[1.0, 2.0, 3.0, 9.0]], [[2.0, 2.0, 2.0, 2.0]]])
+    predictions = torch.tensor([[[1.0, 2.0, 4.0, 0.0]], [[2.0, 2.0, 2.0, 2.0]]])
+    mask = torch.tensor([[[1.0, 1.0, 1.0, 0.0]], [[1.0, 1.0, 1.0, 1.0]]])
+    got = explained_variance(targets, predictions, mask)
+    # task 0, valid steps only: residuals (0, 0, -1): var 2/9; targets (1, 2, 3): var 2/3
+    assert got[0].item() == pytest.approx(1 - (2 / 9) / (2 / 3))
+    assert torch.isnan(got[1])  # constant targets: undefined
 
 
 # ---- meta-gradients, on a tiny float64 problem -------------------------------------------
@@ -130,15 +140,15 @@ def tiny_problem(num_tasks=3, steps=12, seed=0, inner_steps=1):
     with torch.no_grad():
         policy.log_std.copy_(torch.tensor([-0.3, 0.2]))
 
-    def batch():
-        return StepBatch(
-            torch.randn(num_tasks, steps, 3, dtype=torch.float64),
-            torch.randn(num_tasks, steps, 2, dtype=torch.float64),
-            torch.randn(num_tasks, steps, dtype=torch.float64),
-            torch.ones(num_tasks, steps, dtype=torch.float64),
+    def batch():  # R = 1 rollout of `steps` steps per task
+        return rollouts_of(
+            torch.randn(num_tasks, 1, steps, 3, dtype=torch.float64),
+            torch.randn(num_tasks, 1, steps, 2, dtype=torch.float64),
+            torch.randn(num_tasks, 1, steps, dtype=torch.float64),
+            torch.ones(num_tasks, 1, steps, dtype=torch.float64),
         )
 
-    data = MetaBatchSteps([batch() for _ in range(inner_steps)], batch())
+    data = MetaBatch([batch() for _ in range(inner_steps)], batch())
     return policy, data
 
 
@@ -211,9 +221,11 @@ def hvp_setup(dtype=torch.float64, inner_steps=1):
     policy = policy.to(dtype)
 
     def convert(b):
-        return StepBatch(*(x.to(dtype) for x in (b.observations, b.actions, b.advantages, b.mask)))
+        return rollouts_of(
+            *(x.to(dtype) for x in (b.observations, b.actions, b.advantages, b.mask))
+        )
 
-    data = MetaBatchSteps([convert(b) for b in data.train], convert(data.valid))
+    data = MetaBatch([convert(b) for b in data.train], convert(data.valid))
     like = {n: p.detach() for n, p in policy.named_parameters()}
     return policy, like, data
 

@@ -99,7 +99,23 @@ def test_cli_resume_can_extend_a_finished_run_and_nothing_else(tmp_path, capsys)
     assert main(["train", "--resume", str(run_dir), "--set", "iterations=3", "--no-progress"]) == 0
     assert [int(r["iteration"]) for r in metrics(run_dir)] == [0, 1, 2]
     assert main(["train", "--resume", str(run_dir), "--set", "gamma=0.5"]) == 2
-    assert "only 'iterations' may change" in capsys.readouterr().err
+    assert "['gamma'] cannot change in a resumed run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--set", "iterations=ten"]) == 2
+    assert "'iterations': expected an integer, got 'ten'" in capsys.readouterr().err
+
+
+def test_run_settings_may_change_on_resume_without_changing_results(tmp_path, monkeypatch):
+    """Moving a run (more envs at once, other threads, another checkpoint interval) keeps it."""
+    config = small_config()
+    straight = metrics(train(config, tmp_path / "straight", show_progress=False))
+    interrupt_at(monkeypatch, 2, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "moved", show_progress=False)
+    monkeypatch.undo()
+    moved = {"num_envs": 7, "torch_threads": 2, "checkpoint_every": 1, "sampler": "local"}
+    resume(tmp_path / "moved", moved, show_progress=False)
+    assert metrics(tmp_path / "moved") == straight
+    assert "num_envs: 7" in (tmp_path / "moved" / "config.yaml").read_text()
 
 
 def test_resume_refuses_an_edited_config_and_another_version(tmp_path, monkeypatch):
@@ -112,11 +128,37 @@ def test_resume_refuses_an_edited_config_and_another_version(tmp_path, monkeypat
     config_file.write_text(original)
 
     checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
-    with monkeypatch.context() as patch:  # as if written by an older metarl
+    with monkeypatch.context() as patch:  # as if written by an older metarl, same algorithm
         patch.setattr(metarl, "__version__", "0.0.1")
         save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
-    with pytest.raises(CheckpointError, match="written by metarl 0.0.1"):
-        resume(run_dir, show_progress=False)
+    resume(run_dir, {"iterations": 3}, show_progress=False)  # a version bump strands nothing
+
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    with monkeypatch.context() as patch:  # an older algorithm: resuming would mix the two
+        patch.setattr(metarl, "__version__", "0.0.1")
+        patch.setattr(metarl, "ALGORITHM_VERSION", metarl.ALGORITHM_VERSION - 1)
+        save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
+    with pytest.raises(CheckpointError, match="written by metarl 0.0.1 with algorithm version"):
+        resume(run_dir, {"iterations": 4}, show_progress=False)
+
+
+def test_a_run_from_before_a_config_key_existed_resumes(tmp_path):
+    """Keys added to the config since a run started take their defaults, in the YAML and the
+    checkpoint alike, so the run continues under the newer metarl."""
+    run_dir = train(small_config(iterations=2), tmp_path / "run", show_progress=False)
+    config_file = run_dir / "config.yaml"
+    config_file.write_text(
+        "\n".join(
+            line for line in config_file.read_text().splitlines() if "ray_dashboard" not in line
+        )
+    )
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    del checkpoint["config"]["ray_dashboard"]
+    for key in ("metarl_version", "algorithm_version"):
+        checkpoint.pop(key)
+    save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
+    resume(run_dir, {"iterations": 3}, show_progress=False)
+    assert len(metrics(run_dir)) == 3
 
 
 def test_a_crash_while_writing_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
@@ -256,10 +298,10 @@ def test_smoke_every_algorithm_trains_through_the_same_trainer(tmp_path, algorit
 
 
 def test_context_inner_loop_adapts_only_the_context_vector():
+    from metarl.experiment import build_policy, sampler_settings
     from metarl.policies import policy_params
     from metarl.sampling.meta_batch import adapt_one_task
     from metarl.sampling.rollouts import RolloutKey, make_vector_env, rollout
-    from metarl.trainer import build_policy, sampler_settings
 
     config = small_config(algorithm="context")
     policy = build_policy(config)
@@ -268,9 +310,10 @@ def test_context_inner_loop_adapts_only_the_context_vector():
     env = make_vector_env(config.env, 10, settings.horizon)
     tasks = [{"goal": [0.3, 0.3]}, {"goal": [-0.3, 0.1]}]
     theta = policy_params(policy)
-    episodes = rollout(env, policy, theta, tasks, np.arange(2), 5, 20, RolloutKey(0, 0, 0, 0))
+    key = RolloutKey(0, 0, 0, 0)
+    rollouts = rollout(env, policy, theta, tasks, np.arange(2), 5, 20, key, settings.advantage)
     env.close()
-    adapted = [adapt_one_task(policy, theta, False, episodes, i, 0, settings) for i in (0, 1)]
+    adapted = [adapt_one_task(policy, theta, False, rollouts, i, 0, settings) for i in (0, 1)]
     for name, value in theta.items():
         for task in adapted:
             changed = not torch.equal(task[name][0], value.detach())

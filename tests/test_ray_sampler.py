@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import gymnasium as gym
 import pytest
 import ray
 from helpers import small_navigation_config as small_config
@@ -31,12 +30,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_training import assert_meta_batches_equal, read_metrics, without_timings
 
 from metarl.config import ConfigError, load_config
+from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
 from metarl.sampling import SamplingError, ray_sampler
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.meta_batch import SamplerSettings
 from metarl.sampling.ray_sampler import RayOptions, RaySampler, check_reachable
-from metarl.trainer import build_policy, iteration_tasks, sampler_settings, train
+from metarl.trainer import train
 
 ROOT = Path(__file__).parents[1]
 CHEETAH = "metarl/HalfCheetahVel-v0"
@@ -291,7 +291,10 @@ def test_ctrl_c_stops_training_and_the_ray_it_started(tmp_path):
             run.kill()
             run.wait()
     assert run.returncode == 130, err[-3000:]
-    assert "interrupted at iteration" in out and (run_dir / "checkpoint.pt").exists()
+    assert (
+        "interrupted (Ctrl-C); checkpoint written at iteration" in out
+        and (run_dir / "checkpoint.pt").exists()
+    )
     # the local Ray's logs end up in the run directory (moved from a short temp dir)
     assert not (run_dir / "ray").is_symlink()
     assert list((run_dir / "ray" / "session_latest" / "logs").glob("raylet.*"))
@@ -369,7 +372,7 @@ def test_ray_sampler_gives_the_local_sampler_rollouts(local_ray):
     try:
         assert [list(c) for c in sampler.chunks(5)] == [[0, 1], [2, 3], [4]]
         for iteration in (0, 1):
-            tasks = iteration_tasks(gym.make(config.env), config, iteration)
+            tasks = iteration_tasks(config, iteration)
             local = LocalSampler(sampler_settings(config), policy, 20)
             expected = local.sample(params, tasks, iteration)
             local.close()
@@ -419,7 +422,7 @@ def fault_in_a_busy_actor(sampler: RaySampler, sig: signal.Signals) -> Iterator[
 
 def test_killed_and_hung_actors_are_replaced_and_their_tasks_resampled(local_ray, caplog):
     config, policy, params = cheetah_setup(meta_batch_size=4, rollouts_per_task=5, horizon=200)
-    tasks = iteration_tasks(gym.make(config.env), config, 0)
+    tasks = iteration_tasks(config, 0)
     local = LocalSampler(sampler_settings(config), policy, 20)
     expected = local.sample(params, tasks, 0)
     local.close()
@@ -445,7 +448,7 @@ def test_killed_and_hung_actors_are_replaced_and_their_tasks_resampled(local_ray
 
 def test_a_chunk_that_keeps_failing_stops_with_a_clear_error(local_ray):
     config, policy, params = cheetah_setup(meta_batch_size=1, rollouts_per_task=5, horizon=200)
-    tasks = iteration_tasks(gym.make(config.env), config, 7)
+    tasks = iteration_tasks(config, 7)
     options = RayOptions(num_workers=2, timeout_s=0.01, max_consecutive_failures=2)
     sampler = RaySampler(sampler_settings(config), policy, options)
     try:
@@ -464,7 +467,7 @@ def test_a_worker_that_cannot_start_is_an_error_not_a_retry(local_ray):
     try:
         message = "could not start: TypeError: .*unexpected keyword argument 'no_such_option'"
         with pytest.raises(SamplingError, match=message):
-            sampler.sample(params, iteration_tasks(gym.make(config.env), config, 0), 0)
+            sampler.sample(params, iteration_tasks(config, 0), 0)
         assert sampler.actor_restarts == 0
     finally:
         sampler.close()

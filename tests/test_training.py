@@ -6,7 +6,6 @@ import csv
 import dataclasses
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -14,11 +13,14 @@ from helpers import small_navigation_config
 
 from metarl.cli import is_supervised_config, main
 from metarl.config import ConfigError, TrainConfig, load_config
+from metarl.episodes import MetaBatch
+from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
 from metarl.sampling.local import LocalSampler
-from metarl.sampling.meta_batch import MetaBatch, sample_meta_batch
+from metarl.sampling.meta_batch import sample_meta_batch
 from metarl.sampling.rollouts import make_vector_env
-from metarl.trainer import build_policy, iteration_tasks, sampler_settings, train
+from metarl.trainer import train
+from metarl.value_baseline import estimate_advantages
 
 ALL_CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 CONFIGS = [p for p in ALL_CONFIGS if not is_supervised_config(p)]  # the RL ones
@@ -29,9 +31,12 @@ small_config = small_navigation_config
 
 
 def assert_meta_batches_equal(a: MetaBatch, b: MetaBatch) -> None:
-    for left, right in zip([*a.train, a.valid], [*b.train, b.valid], strict=True):
-        for field in ("observations", "actions", "rewards", "mask", "task_ids"):
-            np.testing.assert_array_equal(getattr(left, field), getattr(right, field), field)
+    for left, right in zip(a.phases, b.phases, strict=True):
+        for field in ("observations", "actions", "rewards", "mask", "advantages", "task_ids"):
+            assert torch.equal(getattr(left, field), getattr(right, field)), field
+        assert torch.equal(left.explained_variance, right.explained_variance)
+        for term in left.reward_terms:
+            assert torch.equal(left.reward_terms[term], right.reward_terms[term]), term
 
 
 # ---- the local sampler ---------------------------------------------------------------
@@ -42,7 +47,7 @@ def test_local_sampler_result_does_not_depend_on_envs_stepped_at_once(env_id):
     config = small_config(env=env_id, inner_steps=2, horizon=15, rollouts_per_task=3)
     policy = build_policy(config)
     params = policy_params(policy)
-    tasks = iteration_tasks(gym.make(env_id), config, iteration=0)
+    tasks = iteration_tasks(config, iteration=0)
     batches = []
     for num_envs in (3, 6, 12):  # one task per wave, two per wave, the whole meta-batch
         sampler = LocalSampler(sampler_settings(config), policy, num_envs)
@@ -51,7 +56,7 @@ def test_local_sampler_result_does_not_depend_on_envs_stepped_at_once(env_id):
     assert_meta_batches_equal(batches[0], batches[1])
     assert_meta_batches_equal(batches[0], batches[2])
     # the inner steps changed the policy: post-adaptation rollouts differ from theta's
-    assert not np.array_equal(batches[0].train[0].actions, batches[0].valid.actions)
+    assert not torch.equal(batches[0].train[0].actions, batches[0].valid.actions)
 
 
 def test_tasks_sampled_in_chunks_equal_the_whole_meta_batch():
@@ -60,7 +65,7 @@ def test_tasks_sampled_in_chunks_equal_the_whole_meta_batch():
     policy = build_policy(config)
     params = policy_params(policy)
     settings = sampler_settings(config)
-    tasks = iteration_tasks(gym.make(config.env), config, iteration=1)
+    tasks = iteration_tasks(config, iteration=1)
     env = make_vector_env(config.env, 20, settings.horizon)
     whole = sample_meta_batch(env, policy, params, tasks, np.arange(4), 1, settings)
     chunks = [
@@ -69,6 +74,29 @@ def test_tasks_sampled_in_chunks_equal_the_whole_meta_batch():
     ]
     env.close()
     assert_meta_batches_equal(whole, MetaBatch.concatenate(chunks))
+
+
+@pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/AntDir-v0"])
+def test_sampler_hands_over_the_advantages_of_its_own_rollouts(env_id):
+    """Advantages are computed once, by the sampler: they are GAE against the value
+    baseline fitted per task on the very rollouts they come with."""
+    config = small_config(env=env_id, horizon=30, rollouts_per_task=4)
+    policy = build_policy(config)
+    sampler = LocalSampler(sampler_settings(config), policy, 16)
+    batch = sampler.sample(policy_params(policy), iteration_tasks(config, 0), 0)
+    sampler.close()
+    for rollouts in batch.phases:
+        for task in range(rollouts.num_tasks):
+            one = rollouts.select([task])
+            expected, explained = estimate_advantages(
+                one.observations, one.rewards, one.mask, config.gamma, config.gae_lambda, True
+            )
+            torch.testing.assert_close(one.advantages, expected.float(), rtol=0, atol=1e-6)
+            torch.testing.assert_close(one.explained_variance, explained)
+        assert (rollouts.advantages[rollouts.mask == 0] == 0).all()
+        # the reward terms add up to the rewards
+        terms = sum(rollouts.reward_terms.values())
+        torch.testing.assert_close(terms.float(), rollouts.episode_returns(), rtol=1e-5, atol=1e-4)
 
 
 def test_different_seeds_give_different_rollouts():
@@ -81,7 +109,7 @@ def test_different_seeds_give_different_rollouts():
         sampler = LocalSampler(sampler_settings(config), policy, 20)
         batches.append(sampler.sample(params, tasks, iteration=0))
         sampler.close()
-    assert not np.array_equal(batches[0].valid.actions, batches[1].valid.actions)
+    assert not torch.equal(batches[0].valid.actions, batches[1].valid.actions)
 
 
 # ---- configuration -------------------------------------------------------------------
@@ -196,8 +224,22 @@ def test_smoke_train_cli_writes_the_run_directory(tmp_path):
         "line_search_steps",
         "sampling_s",
         "update_s",
+        # diagnostics: reward terms, episode length, value-baseline fit per phase, log-std, step
+        "reward_distance_pre",
+        "reward_distance_post_2",
+        "episode_length_pre",
+        "explained_variance_post_1",
+        "log_std",
+        "inner_step_norm",
     }
     assert required <= set(rows[0])
+    for row in rows:
+        for phase in ("pre", "post_1", "post_2"):  # Navigation2D's reward is one term
+            assert float(row[f"reward_distance_{phase}"]) == pytest.approx(
+                float(row[f"return_{phase}"]), rel=1e-6
+            )
+            assert 0 < float(row[f"episode_length_{phase}"]) <= 20
+        assert float(row["inner_step_norm"]) > 0
     # 4 tasks x 5 rollouts x (2 inner steps + validation) x at most 20 steps
     assert 0 < int(rows[0]["env_steps"]) <= 4 * 5 * 3 * 20
     assert all(np.isfinite(float(r["kl"])) and float(r["kl"]) <= 0.01 * 1.0001 for r in rows)
@@ -217,11 +259,12 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 
 def test_trainer_updates_the_policy_within_the_trust_region(tmp_path):
-    rows = read_metrics(train(small_config(iterations=2), tmp_path / "run", show_progress=False))
-    for row in rows:
-        if int(row["accepted"]):
-            assert 0 < float(row["kl"]) <= 0.01 * 1.0001
-            assert float(row["surrogate_after"]) < float(row["surrogate_before"])
+    rows = read_metrics(train(small_config(iterations=3), tmp_path / "run", show_progress=False))
+    accepted = [row for row in rows if int(row["accepted"])]
+    assert accepted, "no step was accepted: nothing was checked"
+    for row in accepted:
+        assert 0 < float(row["kl"]) <= 0.01 * 1.0001
+        assert float(row["surrogate_after"]) < float(row["surrogate_before"])
 
 
 def test_navigation_learns_to_adapt(tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from metarl.episodes import MetaBatch
 from metarl.policies import Params
-from metarl.sampling.meta_batch import MetaBatch, SamplerSettings
+from metarl.sampling.meta_batch import SamplerSettings
 
 
 class SamplingError(RuntimeError):

@@ -1,10 +1,11 @@
 """Sampling one meta-batch: rollouts of theta, adaptation without a graph, rollouts of theta'.
 
-For each inner step k the rollouts of the current parameters are sampled, the
-baseline is fitted and the parameters take one gradient step (no graph: the
-learner recomputes the adaptation with its graph from these same rollouts);
-then the validation rollouts of the adapted parameters are sampled. The local
-sampler runs this on the whole meta-batch, each Ray actor on its chunk of tasks.
+For each inner step k the rollouts of the current parameters are sampled with
+their advantages (the value baseline fitted per task) and the parameters take
+one gradient step on them (no graph: the learner recomputes the adaptation with
+its graph from these same rollouts and advantages); then the validation
+rollouts of the adapted parameters are sampled. The local sampler runs this on
+the whole meta-batch, each Ray actor on its chunk of tasks.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from metarl.baselines import estimate_advantages
-from metarl.episodes import Episodes, step_batch
+from metarl.episodes import MetaBatch, Rollouts
 from metarl.inner import adapt
 from metarl.policies import Params
 from metarl.runtime import torch_threads
-from metarl.sampling.rollouts import RolloutKey, rollout, task_params
+from metarl.sampling.rollouts import AdvantageSettings, RolloutKey, rollout, task_params
 
 
 @dataclass(frozen=True)
@@ -40,54 +40,35 @@ class SamplerSettings:
     adapted_names: tuple[str, ...] | None = None
     env_kwargs: dict = field(default_factory=dict)
 
-
-@dataclass
-class MetaBatch:
-    """train[k]: rollouts of the parameters after k inner steps; valid: of the adapted ones."""
-
-    train: list[Episodes]
-    valid: Episodes
-
     @property
-    def env_steps(self) -> int:
-        return sum(e.num_steps for e in self.train) + self.valid.num_steps
-
-    @staticmethod
-    def concatenate(parts: list[MetaBatch]) -> MetaBatch:
-        """Join chunks of tasks sampled separately, ordered by task id."""
-        train = [
-            Episodes.concatenate([p.train[k] for p in parts]) for k in range(len(parts[0].train))
-        ]
-        return MetaBatch(train, Episodes.concatenate([p.valid for p in parts]))
+    def advantage(self) -> AdvantageSettings:
+        return AdvantageSettings(self.gamma, self.gae_lambda, self.normalize_advantages)
 
 
 def adapt_one_task(
     policy: nn.Module,
     params: Params,
     stacked: bool,
-    episodes: Episodes,
+    rollouts: Rollouts,
     position: int,
     step: int,
     settings: SamplerSettings,
 ) -> Params:
     """Task `position` after inner step `step` (no graph), as a stack of one [1, ...].
 
-    Each task is fitted and adapted alone, so its result does not depend on the
-    other tasks sampled with it (see metarl.sampling.rollouts).
+    Each task is adapted alone, so its result does not depend on the other tasks
+    sampled with it (see metarl.sampling.rollouts).
     """
-    s = settings
-    one_task = episodes.select([position])
-    advantages = estimate_advantages(one_task, s.gamma, s.gae_lambda, s.normalize_advantages)
-    batch = step_batch(one_task, advantages, pack=False)
+    one_task = rollouts.select([position])
     params = task_params(policy, params, position) if stacked else params
     leaves = {n: p.detach().requires_grad_() for n, p in params.items()}
     adapted = adapt(
         policy,
         leaves,
-        [batch],
-        [s.inner_step_sizes[step]],
+        [one_task],
+        [settings.inner_step_sizes[step]],
         first_order=True,
-        adapted_names=s.adapted_names,
+        adapted_names=settings.adapted_names,
         stacked=stacked,
     )
     return task_params(policy, {n: p.detach() for n, p in adapted.items()}, 0)
@@ -104,23 +85,39 @@ def sample_meta_batch(
 ) -> MetaBatch:
     """Rollouts of every inner step and the validation rollouts for `tasks`."""
     s = settings
-    train: list[Episodes] = []
+    train: list[Rollouts] = []
     current, stacked = {n: p.detach() for n, p in params.items()}, False
     for step in range(s.inner_steps):
         key = RolloutKey(s.seed, s.stream, iteration, phase=step)
-        episodes = rollout(
-            vector_env, policy, current, tasks, task_ids, s.rollouts_per_task, s.horizon, key
+        rollouts = rollout(
+            vector_env,
+            policy,
+            current,
+            tasks,
+            task_ids,
+            s.rollouts_per_task,
+            s.horizon,
+            key,
+            s.advantage,
         )
-        train.append(episodes)
+        train.append(rollouts)
         with torch_threads(1):
             adapted = [
-                adapt_one_task(policy, current, stacked, episodes, position, step, s)
+                adapt_one_task(policy, current, stacked, rollouts, position, step, s)
                 for position in range(len(tasks))
             ]
         current = {name: torch.cat([a[name] for a in adapted]) for name in adapted[0]}
         stacked = True
     key = RolloutKey(s.seed, s.stream, iteration, phase=s.inner_steps)
     valid = rollout(
-        vector_env, policy, current, tasks, task_ids, s.rollouts_per_task, s.horizon, key
+        vector_env,
+        policy,
+        current,
+        tasks,
+        task_ids,
+        s.rollouts_per_task,
+        s.horizon,
+        key,
+        s.advantage,
     )
     return MetaBatch(train, valid)

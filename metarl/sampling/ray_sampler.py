@@ -35,10 +35,11 @@ import torch
 from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError
 from torch import nn
 
+from metarl.episodes import MetaBatch
 from metarl.policies import Params
 from metarl.runtime import keep_freed_memory
 from metarl.sampling import SamplingError
-from metarl.sampling.meta_batch import MetaBatch, SamplerSettings, sample_meta_batch
+from metarl.sampling.meta_batch import SamplerSettings, sample_meta_batch
 from metarl.sampling.rollouts import make_vector_env
 
 logger = logging.getLogger(__name__)
@@ -274,9 +275,9 @@ class RaySampler:
             self._expire(run)
         batch = MetaBatch.concatenate([run.results[i] for i in range(len(run.chunks))])
         run.stats.result_bytes = sum(
-            getattr(e, f).nbytes
-            for e in [*batch.train, batch.valid]
-            for f in ("observations", "actions", "rewards", "mask", "task_ids")
+            t.numel() * t.element_size()
+            for r in batch.phases
+            for t in (r.observations, r.actions, r.rewards, r.mask, r.advantages)
         )
         run.stats.wall_s, run.stats.chunks = time.perf_counter() - begin, len(run.chunks)
         self.last_stats = run.stats

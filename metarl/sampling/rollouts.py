@@ -3,15 +3,15 @@
 Every rollout has its own seed, derived from (run seed, stream, iteration, task id,
 phase, rollout index): the env is reset with it and the action noise
 a = mean + std * eps draws eps from a generator of its own. The actions of a
-task's R rollouts come from one policy call on that task's [1, R, obs] block, on
-one thread. A task's computation then has the same shapes and the same kernels
-whatever the other tasks of the batch, so its rollouts are bitwise the same
-however many envs step at once, and whichever process (local or a Ray actor)
-sampled them. One call for all tasks would be faster but is not invariant: a
-task's slice of a batch starts at a batch-dependent memory alignment, a single
-task folds into a plain mm instead of a bmm, and vectorized tanh/exp take a
-scalar path on a tensor's tail; each changed the last bit of actions (measured
-while writing the sampler tests).
+task's R rollouts come from one policy call on that task's [R, obs] block, on
+one thread, and each task's advantages are computed alone. A task's computation
+then has the same shapes and the same kernels whatever the other tasks of the
+batch, so its rollouts are bitwise the same however many envs step at once, and
+whichever process (local or a Ray actor) sampled them. One call for all tasks
+would be faster but is not invariant: a task's slice of a batch starts at a
+batch-dependent memory alignment, a single task folds into a plain mm instead of
+a bmm, and vectorized tanh/exp take a scalar path on a tensor's tail; each
+changed the last bit of actions (measured while writing the sampler tests).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from metarl.episodes import Episodes
+from metarl.episodes import Rollouts
 from metarl.policies import Params, gaussian_mlp
 from metarl.runtime import torch_threads
+from metarl.value_baseline import estimate_advantages
 
 TRAINING_STREAM = 0  # rollouts of meta-training
 EVALUATION_STREAM = 1  # rollouts of evaluation on held-out tasks
@@ -47,6 +48,13 @@ class RolloutKey:
     stream: int
     iteration: int
     phase: int  # inner step k (rollouts of theta'_k) or inner_steps (validation)
+
+
+@dataclass(frozen=True)
+class AdvantageSettings:
+    gamma: float
+    gae_lambda: float
+    normalize: bool
 
 
 def task_params(policy: nn.Module, params: Params, position: int) -> Params:
@@ -73,11 +81,11 @@ class TaskActions:
         std = self.params["log_std"].exp()
         self.scaled_noise = torch.from_numpy(noise).clone() * std  # [R, H, a]
 
-    def __call__(self, observations: np.ndarray, t: int) -> np.ndarray:
+    def __call__(self, observations: np.ndarray, t: int) -> torch.Tensor:
         """Actions [R, a] for this task's observations [R, d] at time step t."""
         obs = torch.from_numpy(observations).clone()
         mean, _ = gaussian_mlp(self.params, obs, self.activation)
-        return (mean + self.scaled_noise[:, t]).numpy()
+        return mean + self.scaled_noise[:, t]
 
 
 def make_vector_env(env_id: str, num_envs: int, horizon: int, env_kwargs: dict | None = None):
@@ -100,32 +108,41 @@ def rollout(
     rollouts_per_task: int,
     horizon: int,
     key: RolloutKey,
-) -> Episodes:
-    """R rollouts of each task (of the shared or per-task stacked `params`) as padded Episodes."""
+    advantage: AdvantageSettings,
+) -> Rollouts:
+    """R rollouts of each task (of the shared or per-task stacked `params`), with advantages."""
     # per-task calls are small; one thread makes them thread-invariant
     with torch_threads(1), torch.no_grad():
         return _rollout(
-            vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key
+            vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key, advantage
         )
 
 
-def _rollout(vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key):
+def _rollout(
+    vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key, advantage
+):
     num_tasks, per_task = len(tasks), rollouts_per_task
     tasks_per_wave = vector_env.num_envs // per_task
     if tasks_per_wave < 1:
         raise ValueError(f"{vector_env.num_envs} envs cannot hold {per_task} rollouts of a task")
     obs_dim = vector_env.single_observation_space.shape[0]
     act_dim = vector_env.single_action_space.shape[0]
-    observations = np.zeros((num_tasks, per_task, horizon, obs_dim), np.float32)
-    actions = np.zeros((num_tasks, per_task, horizon, act_dim), np.float32)
-    rewards = np.zeros((num_tasks, per_task, horizon), np.float32)
-    mask = np.zeros((num_tasks, per_task, horizon), np.float32)
+    # torch's own (aligned) memory, written through numpy views
+    observations = torch.zeros((num_tasks, per_task, horizon, obs_dim))
+    actions = torch.zeros((num_tasks, per_task, horizon, act_dim))
+    rewards = torch.zeros((num_tasks, per_task, horizon))
+    mask = torch.zeros((num_tasks, per_task, horizon))
+    obs_view, act_view, rew_view, mask_view = (
+        t.numpy() for t in (observations, actions, rewards, mask)
+    )
+    term_sums: dict[str, np.ndarray] = {}
 
     for start in range(0, num_tasks, tasks_per_wave):
-        wave = np.arange(start, min(start + tasks_per_wave, num_tasks))
+        stop = min(start + tasks_per_wave, num_tasks)
+        wave, count = slice(start, stop), (stop - start) * per_task
         seeds = [
             rollout_seed(key.run_seed, key.stream, key.iteration, int(task_ids[t]), key.phase, r)
-            for t in wave
+            for t in range(start, stop)
             for r in range(per_task)
         ]
         noise = np.stack(
@@ -133,31 +150,62 @@ def _rollout(vector_env, policy, params, tasks, task_ids, rollouts_per_task, hor
                 np.random.default_rng(s).standard_normal((horizon, act_dim), np.float32)
                 for s in seeds
             ]
-        ).reshape(len(wave), per_task, horizon, act_dim)
+        ).reshape(stop - start, per_task, horizon, act_dim)
         env_seeds = [int(s.generate_state(1)[0]) for s in seeds]
-        wave_tasks = [tasks[t] for t in wave for _ in range(per_task)]
+        wave_tasks = [tasks[t] for t in range(start, stop) for _ in range(per_task)]
         obs, _ = vector_env.reset(seed=env_seeds, options={"tasks": wave_tasks})
         task_actions = [
-            TaskActions(policy, task_params(policy, params, int(t)), noise[j])
-            for j, t in enumerate(wave)
+            TaskActions(policy, task_params(policy, params, t), noise[t - start])
+            for t in range(start, stop)
         ]
-        count = len(wave) * per_task
         running = np.ones(count, dtype=bool)
+        step_actions = np.zeros((vector_env.num_envs, act_dim), np.float32)
         for t in range(horizon):
-            obs_batch = obs[:count].astype(np.float32).reshape(len(wave), per_task, obs_dim)
-            action = np.stack([act(obs_batch[j], t) for j, act in enumerate(task_actions)])
-            observations[wave, :, t] = obs_batch
-            actions[wave, :, t] = action
-            mask[wave, :, t] = running.reshape(len(wave), per_task)
-            step_actions = np.zeros((vector_env.num_envs, act_dim), np.float32)
-            step_actions[:count] = action.reshape(count, act_dim)
-            obs, reward, terminated, truncated, _ = vector_env.step(step_actions)
-            rewards[wave, :, t] = np.where(running, reward[:count], 0.0).reshape(
-                len(wave), per_task
+            obs_batch = obs[:count].astype(np.float32).reshape(stop - start, per_task, obs_dim)
+            obs_view[wave, :, t] = obs_batch
+            mask_view[wave, :, t] = running.reshape(stop - start, per_task)
+            for j, act in enumerate(task_actions):
+                action = act(obs_batch[j], t)
+                act_view[start + j, :, t] = action
+                step_actions[j * per_task : (j + 1) * per_task] = action
+            obs, reward, terminated, truncated, info = vector_env.step(step_actions)
+            rew_view[wave, :, t] = np.where(running, reward[:count], 0.0).reshape(
+                stop - start, per_task
             )
+            for name, values in info.items():
+                if name.startswith("reward_"):
+                    sums = term_sums.setdefault(name, np.zeros((num_tasks, per_task)))
+                    sums[wave] += np.where(running, values[:count], 0.0).reshape(
+                        stop - start, per_task
+                    )
             running &= ~(terminated[:count] | truncated[:count])
             if not running.any():
                 break
     observations *= mask[..., None]
     actions *= mask[..., None]
-    return Episodes(observations, actions, rewards, mask, np.asarray(task_ids, dtype=np.int64))
+    advantages, explained = per_task_advantages(observations, rewards, mask, advantage)
+    return Rollouts(
+        observations,
+        actions,
+        rewards,
+        mask,
+        advantages,
+        torch.as_tensor(np.asarray(task_ids), dtype=torch.int64),
+        {name: torch.from_numpy(sums) for name, sums in term_sums.items()},
+        explained,
+    )
+
+
+def per_task_advantages(
+    observations: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor, s: AdvantageSettings
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages [T, R, H] and explained variance [T], each task computed alone."""
+    advantages, explained = [], []
+    for task in range(mask.shape[0]):
+        one = (observations[task : task + 1].clone(), rewards[task : task + 1].clone())
+        values, ev = estimate_advantages(
+            *one, mask[task : task + 1].clone(), s.gamma, s.gae_lambda, s.normalize
+        )
+        advantages.append(values.to(torch.float32))
+        explained.append(ev)
+    return torch.cat(advantages), torch.cat(explained)

@@ -1,0 +1,159 @@
+"""Everything a run is built from, made from its config: policy, sampler, settings, task streams.
+
+The trainer, the evaluation, the comparison methods and the benchmarks build
+what they need here, so one config always means the same policy, the same
+sampler settings and the same tasks. Every random draw of a run comes from a
+seed stream of (run seed, stream, iteration): the streams are named here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from metarl.config import TrainConfig
+from metarl.maml_trpo import MetaStepSettings
+from metarl.policies import GaussianMLPPolicy
+from metarl.sampling import Sampler, SamplerSettings
+from metarl.sampling.local import LocalSampler
+from metarl.sampling.rollouts import EVALUATION_STREAM, TRAINING_STREAM
+
+TASK_STREAM = 100  # the tasks of each training iteration
+HVP_SUBSAMPLE_STREAM = 101  # the tasks used for Hessian-vector products
+HELD_OUT_TASK_STREAM = 200  # evaluation's held-out tasks
+TUNING_TASK_STREAM = 201  # the tasks on which fine-tuning step sizes are tuned
+
+__all__ = ["EVALUATION_STREAM", "TRAINING_STREAM"]
+
+
+def stream_rng(seed: int, stream: int, iteration: int = 0) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, iteration)))
+
+
+def horizon_of(config: TrainConfig) -> int:
+    return config.horizon or gym.spec(config.env).max_episode_steps
+
+
+@dataclass(frozen=True)
+class AlgorithmSetup:
+    """How an algorithm uses the shared machinery."""
+
+    env_kwargs: dict  # e.g. {"oracle": True}
+    inner_steps: int  # inner steps in training (0: plain TRPO on theta's rollouts)
+    adapted_names: tuple[str, ...] | None  # parameters the inner loop adapts (None: all)
+    context_size: int  # free context inputs z of the policy (0: none)
+
+
+def algorithm_setup(config: TrainConfig) -> AlgorithmSetup:
+    return {
+        "maml": AlgorithmSetup({}, config.inner_steps, None, 0),
+        "pretrain": AlgorithmSetup({}, 0, None, 0),
+        "oracle": AlgorithmSetup({"oracle": True}, 0, None, 0),
+        "context": AlgorithmSetup({}, config.inner_steps, ("context",), config.context_size),
+    }[config.algorithm]
+
+
+def build_policy(config: TrainConfig) -> GaussianMLPPolicy:
+    """The policy for the config's env and algorithm, initialized from the run seed."""
+    setup = algorithm_setup(config)
+    env = gym.make(config.env, **setup.env_kwargs)
+    torch.manual_seed(config.seed)
+    policy = GaussianMLPPolicy(
+        env.observation_space.shape[0],
+        env.action_space.shape[0],
+        config.hidden_sizes,
+        config.activation,
+        config.init_log_std,
+        setup.context_size,
+    )
+    env.close()
+    return policy
+
+
+def sampler_settings(
+    config: TrainConfig,
+    stream: int = TRAINING_STREAM,
+    step_sizes: tuple[float, ...] | None = None,
+    rollouts: int | None = None,
+    seed: int | None = None,
+) -> SamplerSettings:
+    """Training's sampler settings, or evaluation's: other inner step sizes, rollouts, seed."""
+    setup = algorithm_setup(config)
+    if step_sizes is None:
+        step_sizes = (config.inner_lr,) * setup.inner_steps
+    return SamplerSettings(
+        env_id=config.env,
+        horizon=horizon_of(config),
+        rollouts_per_task=rollouts or config.rollouts_per_task,
+        inner_steps=len(step_sizes),
+        inner_step_sizes=tuple(step_sizes),
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        normalize_advantages=config.normalize_advantages,
+        seed=config.seed if seed is None else seed,
+        stream=stream,
+        adapted_names=setup.adapted_names,
+        env_kwargs=setup.env_kwargs,
+    )
+
+
+def meta_step_settings(config: TrainConfig) -> MetaStepSettings:
+    setup = algorithm_setup(config)
+    return MetaStepSettings(
+        inner_step_sizes=(config.inner_lr,) * setup.inner_steps,
+        adapted_names=setup.adapted_names,
+        first_order=config.first_order,
+        max_kl=config.max_kl,
+        cg_iters=config.cg_iters,
+        cg_damping=config.cg_damping,
+        hvp=config.hvp,
+        hvp_epsilon=config.hvp_epsilon,
+        hvp_subsample=config.hvp_subsample,
+        line_search_ratio=config.line_search_ratio,
+        line_search_steps=config.line_search_steps,
+    )
+
+
+def make_sampler(
+    config: TrainConfig, policy: GaussianMLPPolicy, run_dir: Path | None = None
+) -> Sampler:
+    """The config's sampler; a local Ray started for `sampler: ray` logs into `run_dir`/ray."""
+    if config.sampler == "ray":
+        from metarl.sampling.ray_sampler import RayOptions, RaySampler  # imports ray
+
+        options = RayOptions(
+            num_workers=config.num_workers,
+            envs_per_worker=config.envs_per_worker,
+            address=config.ray_address,
+            timeout_s=config.worker_timeout_s,
+            max_consecutive_failures=config.max_consecutive_failures,
+            log_dir=run_dir,
+            dashboard=config.ray_dashboard,
+        )
+        return RaySampler(sampler_settings(config), policy, options)
+    return LocalSampler(sampler_settings(config), policy, config.num_envs)
+
+
+def sample_tasks(env_id: str, count: int, seed: int) -> list[dict]:
+    """`count` tasks of the env's distribution, drawn by the env from `seed`."""
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    tasks = env.unwrapped.sample_tasks(count)
+    env.close()
+    return tasks
+
+
+def iteration_tasks(config: TrainConfig, iteration: int) -> list[dict]:
+    """The meta-batch of tasks of training iteration `iteration`."""
+    seed = int(stream_rng(config.seed, TASK_STREAM, iteration).integers(2**31))
+    return sample_tasks(config.env, config.meta_batch_size, seed)
+
+
+def held_out_tasks(env_id: str, count: int, seed: int, stream: int = HELD_OUT_TASK_STREAM):
+    """Tasks no training iteration draws: evaluation's (or, with TUNING_TASK_STREAM, tuning's)."""
+    state = np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0]
+    return sample_tasks(env_id, count, int(state))
