@@ -69,17 +69,19 @@ class StopRequested(KeyboardInterrupt):
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals(already_stopping: bool = False) -> Iterator[None]:
     """SIGINT and SIGTERM raise `StopRequested` once; later ones are noted, not raised.
 
     A job's cleanup (writing its checkpoint) then runs to the end however often the
-    user presses Ctrl-C or a scheduler repeats SIGTERM. Handlers are restored on exit.
-    Outside the main thread (where Python cannot set handlers) this does nothing.
+    user presses Ctrl-C or a scheduler repeats SIGTERM: run the cleanup inside
+    `stop_on_signals(already_stopping=True)`, where no signal raises. Handlers are
+    restored on exit. Outside the main thread (where Python cannot set handlers)
+    this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stopping = False
+    stopping = already_stopping
 
     def handler(signal_number, frame):
         nonlocal stopping

@@ -224,15 +224,17 @@ def run_training(
             if committed.state.iteration % config.checkpoint_every != 0:  # else just written
                 save(run_dir / CHECKPOINT, committed)
     except BaseException as error:  # a stop or a failure: keep the last completed iteration
-        with stop_on_signals():  # further Ctrl-Cs cannot cut the checkpoint short
+        with stop_on_signals(already_stopping=True):  # more Ctrl-Cs cannot cut this short
             save(run_dir / CHECKPOINT, committed)
-        progress.close()
-        print(
-            f"\n{_stop_reason(error)}; checkpoint written at iteration "
-            f"{committed.state.iteration} (iterations before it are done). Continue with:\n"
-            f"  metarl train --resume {run_dir}",
-            flush=True,
-        )
+            progress.close()
+            print(
+                f"\n{_stop_reason(error)}; checkpoint written at iteration "
+                f"{committed.state.iteration} (iterations before it are done). Continue with:\n"
+                f"  metarl train --resume {run_dir}",
+                flush=True,
+            )
+            training.close()
+            logger.close()
         raise
     finally:
         progress.close()

@@ -29,13 +29,15 @@ from helpers import small_navigation_config as small_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_training import assert_meta_batches_equal, read_metrics, without_timings
 
+from metarl.checkpoints import load_checkpoint
 from metarl.config import ConfigError, load_config
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
-from metarl.sampling import SamplingError, ray_sampler
+from metarl.sampling import SamplingError, ray_cluster
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.meta_batch import SamplerSettings
-from metarl.sampling.ray_sampler import RayOptions, RaySampler, check_reachable
+from metarl.sampling.ray_cluster import check_reachable
+from metarl.sampling.ray_sampler import RayOptions, RaySampler
 from metarl.trainer import train
 
 ROOT = Path(__file__).parents[1]
@@ -305,8 +307,51 @@ def test_ctrl_c_stops_training_and_the_ray_it_started(tmp_path):
     assert not left, f"Ray processes left after Ctrl-C: {left}"
 
 
+def test_a_lost_local_ray_stops_the_run_with_its_checkpoint_and_a_message(tmp_path):
+    """The raylet of the local Ray dies: one message, exit 2, the last completed iteration
+    saved (Ray would otherwise end the driver from C++ a few seconds later, silently)."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "metarl.cli", "train", str(ROOT / "configs/navigation.yaml")]
+    for override in ("sampler=ray", "iterations=500", "meta_batch_size=4", "horizon=20"):
+        command += ["--set", override]
+    run = subprocess.Popen(
+        [*command, "--run-dir", str(run_dir), "--no-progress"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and run.poll() is None:
+            if (run_dir / "metrics.csv").exists() and len(read_metrics(run_dir)) >= 2:
+                break
+            time.sleep(0.05)
+        table = process_table()
+        raylets = {
+            p for p in process_tree(roots={run.pid}) if "raylet/raylet" in command_line(table, p)
+        }
+        assert raylets, "no raylet"
+        for pid in raylets:
+            os.kill(pid, signal.SIGKILL)
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        stop_processes(process_tree(groups={run.pid}) - {run.pid})
+    assert run.returncode == 2, err[-3000:]
+    assert "metarl: error: the local Ray started for this run lost its raylet" in err
+    assert "checkpoint written at iteration" in out
+    done = load_checkpoint(run_dir / "checkpoint.pt")["state"]["iteration"]
+    assert done >= 1 and len(read_metrics(run_dir)) in (done, done + 1)
+    # Ray's token-authentication notice about its own local Ray went to the run's log
+    assert "Token authentication" not in err
+    assert "Token authentication" in (run_dir / "ray" / "driver.log").read_text()
+
+
 def test_an_address_that_never_answers_fails_within_the_connect_timeout(monkeypatch):
-    monkeypatch.setattr(ray_sampler, "CONNECT_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(ray_cluster, "CONNECT_TIMEOUT_S", 2.0)
     with socket.socket() as silent:  # accepts connections (the kernel does), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()

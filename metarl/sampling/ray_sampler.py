@@ -4,16 +4,17 @@ Per meta-iteration the driver puts theta into the object store once, cuts the
 meta-batch into chunks of consecutive tasks (one wave of an actor's envs each)
 and hands a chunk to every idle actor, gathering results as they finish
 (`ray.wait`). An actor runs `sample_meta_batch` on its chunk: rollouts of theta,
-baseline fit, inner steps without a graph, validation rollouts; it returns numpy
-arrays. Seeds derive from (run seed, iteration, task id, rollout) only, and each
+advantages, inner steps without a graph, validation rollouts; it returns them as
+`Rollouts` (the connection to Ray itself is `ray_cluster`'s). Seeds derive from (run seed, iteration, task id, rollout) only, and each
 task is computed alone on one thread, so the result is bitwise the local
 sampler's however many actors there are and however the tasks were cut.
 
 Faults: an actor that dies (its process or its node) or runs past the timeout
 is killed, replaced, and its chunk goes back into the queue with the same task
 ids, hence the same seeds. A chunk that fails `max_consecutive_failures` times
-in a row, an actor that cannot be created, or no actor being available for a
-whole timeout raises `SamplingError`; nothing is dropped silently.
+in a row, an actor that cannot be created, no actor being available for a whole
+timeout, or the loss of the local Ray started for the run raises `SamplingError`;
+nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import socket
-import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,14 +38,12 @@ from metarl.policies import Params
 from metarl.runtime import keep_freed_memory
 from metarl.sampling import SamplingError
 from metarl.sampling.meta_batch import SamplerSettings, sample_meta_batch
+from metarl.sampling.ray_cluster import connect
 from metarl.sampling.rollouts import make_vector_env
 
 logger = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 10.0  # a cluster address that does not answer within this fails
 START_TIMEOUT_S = 120.0  # at least this long for an actor to start (imports, envs, resources)
-_SOCKET_PATH_MAX = 107  # AF_UNIX; Ray puts sockets at <temp dir>/session_<~42>/sockets/<name>
-_HTTP2_PREFACE, _HTTP2_SETTINGS = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0x4
 _FAULTS = (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)
 
 
@@ -135,102 +131,6 @@ class _Round:
         self.failures = [0] * len(self.chunks)
 
 
-def connect(options: RayOptions) -> tuple[bool, Path | None]:
-    """Connect this process to Ray: (whether it called ray.init, a log link to resolve).
-
-    An existing connection (a caller's own ray.init) is used as it is and left open.
-    The log link is <run dir>/ray when it points to a short temp dir (see _temp_dir).
-    """
-    if ray.is_initialized():
-        return False, None
-    quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
-    if options.address is None:
-        temp_dir, link = _temp_dir(options.log_dir)
-        ray.init(address="local", include_dashboard=options.dashboard, _temp_dir=temp_dir, **quiet)
-        return True, link
-    check_reachable(options.address)
-    try:
-        ray.init(address=options.address, **quiet)
-    except ConnectionError as error:  # not a Ray GCS, or it refused us (token authentication)
-        raise SamplingError(
-            f"ray_address {options.address!r}: {error}. Check the address; a cluster started "
-            "by `ray start` uses token authentication: set RAY_AUTH_MODE=token here and give "
-            "it the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
-        ) from None
-    return True, None
-
-
-def _temp_dir(log_dir: Path | None) -> tuple[str | None, Path | None]:
-    """A local Ray's temp dir: <run dir>/ray, or, when Ray's socket paths would be too long
-    there, a short temp dir linked from <run dir>/ray until `_move_logs` at shutdown."""
-    if log_dir is None:
-        return None, None
-    wanted = Path(log_dir).absolute() / "ray"
-    if len(str(wanted)) + 64 <= _SOCKET_PATH_MAX:
-        wanted.mkdir(parents=True, exist_ok=True)
-        return str(wanted), None
-    short = tempfile.mkdtemp(prefix="metarl-ray-")
-    wanted.parent.mkdir(parents=True, exist_ok=True)
-    if wanted.exists() or wanted.is_symlink():
-        return short, None  # keep what is there; the logs stay in the temp dir
-    wanted.symlink_to(short, target_is_directory=True)
-    return short, wanted
-
-
-def _move_logs(link: Path) -> None:
-    """Replace the link <run dir>/ray by the short temp dir it points to (Ray has stopped)."""
-    source = Path(os.readlink(link))
-    try:
-        for sockets in source.glob("session_*/sockets"):
-            shutil.rmtree(sockets, ignore_errors=True)  # dead sockets cannot be copied
-        link.unlink()
-        shutil.move(str(source), str(link))
-        latest = link / "session_latest"
-        if latest.is_symlink():  # it pointed into the temp dir
-            session = Path(os.readlink(latest)).name
-            latest.unlink()
-            latest.symlink_to(session, target_is_directory=True)
-    except OSError as error:
-        logger.warning("Ray's logs stay in %s: %s", source, error)
-
-
-def check_reachable(address: str) -> None:
-    """Fail within CONNECT_TIMEOUT_S, naming the address, unless a gRPC server answers there.
-
-    ray.init retries an address where nothing answers for minutes. A Ray cluster's
-    GCS (and a Ray client server) speaks gRPC: after the HTTP/2 preface it sends
-    a SETTINGS frame at once.
-    """
-    target = address.removeprefix("ray://")
-    if target == "auto":
-        from ray._private.services import canonicalize_bootstrap_address
-
-        try:
-            target = canonicalize_bootstrap_address("auto")
-        except ConnectionError as error:
-            raise SamplingError(f"ray_address 'auto': no running Ray cluster ({error})") from None
-    host, _, port = target.rpartition(":")
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S) as conn:
-            conn.sendall(_HTTP2_PREFACE)
-            header = b""
-            while len(header) < 9:  # length (3), type (1), flags (1), stream (4)
-                conn.settimeout(max(deadline - time.monotonic(), 0.001))
-                received = conn.recv(9 - len(header))
-                if not received:
-                    raise ConnectionError("connection closed without an answer")
-                header += received
-        if header[3] != _HTTP2_SETTINGS:
-            raise ConnectionError("the server there does not speak gRPC")
-    except (OSError, ValueError) as error:
-        raise SamplingError(
-            f"ray_address {address!r}: cannot reach a Ray cluster at {target} within "
-            f"{CONNECT_TIMEOUT_S:g} s ({error or type(error).__name__}); "
-            "start one with `ray start --head`"
-        ) from None
-
-
 class RaySampler:
     """Samples meta-batches with a pool of Ray actors (protocol: metarl.sampling.Sampler)."""
 
@@ -241,7 +141,7 @@ class RaySampler:
         self.actor_restarts = 0
         self.last_stats = SampleStats()
         self.actors: list[_Actor] = []
-        self.owns_ray, self.log_link = connect(options)
+        self.connection = connect(options.address, options.log_dir, options.dashboard)
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             self.num_workers = options.num_workers or cpus
@@ -266,6 +166,7 @@ class RaySampler:
 
     def sample(self, params: Params, tasks: list[dict], iteration: int) -> MetaBatch:
         begin = time.perf_counter()
+        self._check_local_ray(iteration)
         theta = ray.put({name: p.detach().cpu().numpy() for name, p in params.items()})
         run = _Round(theta, tasks, self.chunks(len(tasks)), iteration, time.monotonic())
         run.stats.put_s = time.perf_counter() - begin
@@ -300,6 +201,7 @@ class RaySampler:
         deadline = min(deadlines, default=run.last_progress + self.start_timeout_s)
         timeout = max(0.0, deadline - time.monotonic())
         for ref in ray.wait([*calls, *starts], num_returns=1, timeout=timeout)[0]:
+            self._check_local_ray(run.iteration)  # before ray.get reads the object store
             actor, clock = calls.get(ref) or starts[ref], time.perf_counter()
             try:
                 value = ray.get(ref)
@@ -347,6 +249,7 @@ class RaySampler:
             "Ray worker %d %s: replacing it (restart %d)%s", slot, reason, self.actor_restarts, lost
         )
         _kill(actor)
+        self._check_local_ray(run.iteration)
         if index is not None and run.failures[index] >= self.options.max_consecutive_failures:
             raise SamplingError(
                 f"tasks {ids[0]}..{ids[-1]} of iteration {run.iteration} failed "
@@ -355,17 +258,27 @@ class RaySampler:
             )
         self.actors[slot] = self._start_actor()
 
+    def _check_local_ray(self, iteration: int) -> None:
+        """Stop cleanly when the local Ray started for the run has died.
+
+        Ray ends this process from C++ at its next use of the object store (ray.put,
+        ray.get of a large result) once the raylet is gone; checking first lets the
+        trainer write its checkpoint and say what happened.
+        """
+        if not self.connection.local_ray_alive():
+            raise SamplingError(
+                "the local Ray started for this run lost its raylet (killed, or out of "
+                f"memory); stopped during iteration {iteration}: the policy and checkpoint "
+                "are the previous iteration's"
+            )
+
     def close(self) -> None:
         """Kill the actors; shut Ray down (or disconnect) if this sampler connected it."""
         if ray.is_initialized():
             for actor in self.actors:
                 _kill(actor)
-            if self.owns_ray:  # stops a local Ray; only disconnects from a cluster
-                ray.shutdown()
-        self.actors, self.owns_ray = [], False
-        if self.log_link is not None:
-            _move_logs(self.log_link)
-            self.log_link = None
+        self.actors = []
+        self.connection.close()
 
 
 def _kill(actor: _Actor) -> None:
