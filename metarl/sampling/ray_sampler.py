@@ -5,9 +5,10 @@ meta-batch into chunks of consecutive tasks (one wave of an actor's envs each)
 and hands a chunk to every idle actor, gathering results as they finish
 (`ray.wait`). An actor runs `sample_meta_batch` on its chunk: rollouts of theta,
 advantages, inner steps without a graph, validation rollouts; it returns them as
-`Rollouts` (the connection to Ray itself is `ray_cluster`'s). Seeds derive from (run seed, iteration, task id, rollout) only, and each
-task is computed alone on one thread, so the result is bitwise the local
-sampler's however many actors there are and however the tasks were cut.
+`Rollouts` (the connection to Ray itself is `ray_cluster`'s). Seeds derive from
+(run seed, iteration, task id, rollout) only, and each task is computed alone on
+one thread, so the result is bitwise the local sampler's however many actors
+there are and however the tasks were cut.
 
 Faults: an actor that dies (its process or its node) or runs past the timeout
 is killed, replaced, and its chunk goes back into the queue with the same task
