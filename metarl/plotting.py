@@ -39,7 +39,11 @@ def read_metrics(path: Path) -> dict[str, list[float]]:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise PlotError(f"{path}: no rows yet")
-    return {column: [float(row[column]) for row in rows] for column in rows[0]}
+    # an empty cell is a column added after that row was logged (a newer metarl): NaN
+    return {
+        column: [float(row[column]) if row[column] != "" else float("nan") for row in rows]
+        for column in rows[0]
+    }
 
 
 def collect(inputs: list[Path]) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:

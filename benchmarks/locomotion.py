@@ -1,0 +1,301 @@
+"""The runner of the locomotion experiments: train for a wall-clock budget, evaluate, report.
+
+Runs take hours, longer than one process (or one session) lives, so each run's
+directory lives in the repository, under benchmarks/runs/NAME/ (config.yaml,
+metrics.csv, checkpoint.pt, best.pt, tensorboard/), and every invocation starts
+or resumes the runs listed in benchmarks/locomotion.yaml from what is there.
+Resume is exact, so a run carried over many stops equals one straight run.
+
+    python benchmarks/locomotion.py train --hours 3 [--jobs 2] [--only NAME,...]
+        start or resume the runs, --jobs at a time (at low priority), until they are
+        done or the budget is used up; then each stops cleanly (SIGTERM: a checkpoint
+        at its last completed iteration)
+    python benchmarks/locomotion.py status
+    python benchmarks/locomotion.py eval [--only GROUP,...] [--partial]
+        `metarl eval` of a group's best.pt against pretrained, random and oracle
+        (40 held-out tasks, 0-3 steps) into benchmarks/results/GROUP_eval.json;
+        --partial evaluates runs that have not finished their iterations (the report
+        then says how far they got)
+    python benchmarks/locomotion.py report
+        the README's tables and docs/GROUP.png from benchmarks/results/ and the runs
+
+Commit benchmarks/runs/ and benchmarks/results/ after each invocation: the next
+one (on any machine) continues from what is committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS, RESULTS, DOCS = ROOT / "benchmarks/runs", ROOT / "benchmarks/results", ROOT / "docs"
+EXPERIMENTS = ROOT / "benchmarks/locomotion.yaml"
+README = ROOT / "README.md"
+BASELINES = ("pretrain", "oracle")
+
+
+@dataclass
+class Run:
+    name: str
+    group: str
+    algorithm: str
+    config: Path
+    settings: dict  # what defines the result (`--set` at the start)
+    run_settings: dict = field(default_factory=dict)  # how it runs here
+
+    @property
+    def run_dir(self) -> Path:
+        return RUNS / self.name
+
+    @property
+    def iterations(self) -> int:
+        return int(self.settings["iterations"])
+
+    def done_iterations(self) -> int:
+        from metarl.checkpoints import load_checkpoint
+
+        checkpoint = self.run_dir / "checkpoint.pt"
+        return load_checkpoint(checkpoint)["state"]["iteration"] if checkpoint.exists() else 0
+
+    def finished(self) -> bool:
+        return self.done_iterations() >= self.iterations
+
+    def command(self) -> list[str]:
+        metarl = [sys.executable, "-m", "metarl.cli", "train"]
+        run_settings = [f"--set={k}={json.dumps(v)}" for k, v in self.run_settings.items()]
+        if (self.run_dir / "checkpoint.pt").exists():
+            more = [f"--set=iterations={self.iterations}"]  # a larger budget extends the run
+            return [*metarl, "--resume", str(self.run_dir), *more, *run_settings, "--no-progress"]
+        settings = [f"--set={k}={json.dumps(v)}" for k, v in self.settings.items()]
+        return [
+            *metarl,
+            str(self.config),
+            *settings,
+            *run_settings,
+            "--run-dir",
+            str(self.run_dir),
+            "--no-progress",
+        ]
+
+
+def load_runs() -> tuple[dict, list[Run]]:
+    """(groups as written, every run in priority order: all MAML runs, then the baselines)."""
+    spec = yaml.safe_load(EXPERIMENTS.read_text())
+    groups, runs = spec["groups"], []
+    for role in ("maml", *BASELINES):
+        for group, values in groups.items():
+            settings = dict(values["set"])
+            if role != "maml":  # the same env steps per iteration, without inner steps
+                inner_steps = settings.get("inner_steps", 1)
+                base = settings.get("meta_batch_size", 20)
+                settings.update(algorithm=role, meta_batch_size=base * (inner_steps + 1))
+            name = group if role == "maml" else f"{group}_{role}"
+            runs.append(Run(name, group, role, ROOT / values["config"], settings, spec["run"]))
+    return groups, runs
+
+
+def selected(runs: list[Run], only: str) -> list[Run]:
+    names = set(filter(None, only.split(",")))
+    return [r for r in runs if not names or r.name in names or r.group in names]
+
+
+def train(args) -> None:
+    """Start or resume runs, --jobs at a time, until done or --hours have passed."""
+    _, runs = load_runs()
+    queue = [r for r in selected(runs, args.only) if not r.finished()]
+    deadline = time.monotonic() + args.hours * 3600
+    active: dict[str, subprocess.Popen] = {}
+    logs = RUNS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"{len(queue)} runs to train, {args.jobs} at a time, for {args.hours:g} h", flush=True)
+    try:
+        while (queue or active) and time.monotonic() < deadline:
+            while queue and len(active) < args.jobs:
+                run = queue.pop(0)
+                print(
+                    f"{time.strftime('%H:%M')} {run.name}: from iteration "
+                    f"{run.done_iterations()} of {run.iterations}",
+                    flush=True,
+                )
+                with (logs / f"{run.name}.log").open("a") as log:
+                    active[run.name] = subprocess.Popen(
+                        ["nice", "-n", str(args.nice), *run.command()],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                    )
+            time.sleep(5)
+            for name, process in list(active.items()):
+                if process.poll() is not None:
+                    print(f"{time.strftime('%H:%M')} {name}: exit {process.returncode}", flush=True)
+                    del active[name]
+    finally:  # budget used up (or Ctrl-C here): each run writes its checkpoint and stops
+        for process in active.values():
+            process.send_signal(signal.SIGTERM)
+        for name, process in active.items():
+            process.wait()
+            print(f"{time.strftime('%H:%M')} {name}: stopped (exit {process.returncode})")
+    status(args)
+
+
+def status(args) -> None:
+    _, runs = load_runs()
+    for run in selected(runs, args.only):
+        print(f"{run.name:28s} {run.done_iterations():4d} / {run.iterations} iterations")
+
+
+def evaluate(args) -> None:
+    """`metarl eval` of each selected group whose runs are finished (or --partial)."""
+    groups, runs = load_runs()
+    for group in groups:
+        if args.only and group not in args.only.split(","):
+            continue
+        members = {r.algorithm: r for r in runs if r.group == group}
+        missing = [r.name for r in members.values() if not (r.run_dir / "best.pt").exists()]
+        unfinished = [r.name for r in members.values() if not r.finished()]
+        if missing or (unfinished and not args.partial):
+            print(f"{group}: not evaluated (unfinished: {missing or unfinished})")
+            continue
+        best = {k: r.run_dir / "best.pt" for k, r in members.items()}
+        with tempfile.TemporaryDirectory() as out:
+            command = [
+                sys.executable, "-m", "metarl.cli", "eval", str(best["maml"]),
+                "--tasks", str(args.tasks), "--steps", "3", "--no-progress", "--out", out,
+                "--baselines",
+                f"pretrained={best['pretrain']},random,oracle={best['oracle']}",
+            ]  # fmt: skip
+            print(f"{group}: {' '.join(command[2:])}", flush=True)
+            subprocess.run(command, check=True, cwd=ROOT)
+            document = json.loads((Path(out) / "eval.json").read_text())
+        document["runs"] = {k: run_summary(r) for k, r in members.items()}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{group}_eval.json").write_text(json.dumps(document, indent=2) + "\n")
+
+
+def run_summary(run: Run) -> dict:
+    """The budget a run was trained with, for the report."""
+    from metarl.checkpoints import load_checkpoint
+
+    checkpoint = load_checkpoint(run.run_dir / "checkpoint.pt")
+    best = load_checkpoint(run.run_dir / "best.pt")["state"]
+    config = checkpoint["config"]
+    return {
+        "run_dir": str(run.run_dir.relative_to(ROOT)),
+        "iterations_done": checkpoint["state"]["iteration"],
+        "iterations_planned": run.iterations,
+        "env_steps": checkpoint["state"]["env_steps"],
+        "wall_hours": checkpoint["state"]["wall_s"] / 3600,
+        "best_iteration": best["iteration"],
+        "meta_batch_size": config["meta_batch_size"],
+        "rollouts_per_task": config["rollouts_per_task"],
+        "horizon": config["horizon"],
+        "metarl_version": checkpoint["metarl_version"],
+        "algorithm_version": checkpoint["algorithm_version"],
+    }
+
+
+def report(args) -> None:
+    """README tables (between the group's markers) and docs/GROUP.png, from benchmarks/results."""
+    from metarl.plotting import plot
+
+    groups, runs = load_runs()
+    text = README.read_text()
+    for group, spec in groups.items():
+        path = RESULTS / f"{group}_eval.json"
+        if not path.exists():
+            continue
+        document = json.loads(path.read_text())
+        members = [r.run_dir for r in runs if r.group == group]
+        figure = plot([*members, path], DOCS / f"{group}.png")
+        table = results_table(spec, document, figure.relative_to(ROOT))
+        begin, end = f"<!-- locomotion:{group} -->", f"<!-- /locomotion:{group} -->"
+        if begin not in text:
+            print(f"{group}: README has no {begin} marker; table not written")
+            continue
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+        print(f"{group}: README table and {figure.relative_to(ROOT)} written")
+    README.write_text(text)
+
+
+def results_table(spec: dict, document: dict, figure: Path) -> str:
+    names = {"maml": "MAML", "pretrained": "pretrained", "random": "random init",
+             "oracle": "oracle (no adaptation)"}  # fmt: skip
+    steps = len(document["methods"]["maml"]["mean"])
+    lines = [
+        "| method | "
+        + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps))
+        + " | step sizes |",
+        "|---|" + "---|" * (steps + 1),
+    ]
+    for method, result in document["methods"].items():
+        cells = [f"{m:.1f} ± {h:.1f}" for m, h in zip(result["mean"], result["ci95"])]
+        sizes = ", ".join(f"{s:g}" for s in result["step_sizes"]) or "–"
+        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + f" | {sizes} |")
+    paper = spec.get("paper", {})
+    lines.append(
+        f"| paper, Figure 5 (approximate) | MAML {paper.get('pre', '?')} | MAML "
+        f"{paper.get('post_1', '?')} | | | oracle {paper.get('oracle', '?')} |"
+    )
+    runs = document["runs"]
+    budget = []
+    for key, run in runs.items():
+        done, planned = run["iterations_done"], run["iterations_planned"]
+        budget.append(
+            f"{key}: {done}{'' if done >= planned else f' of {planned} planned'} iterations of "
+            f"{run['meta_batch_size']} tasks x {run['rollouts_per_task']} rollouts x "
+            f"{run['horizon'] or 200} steps, {run['env_steps'] / 1e6:.1f}M env steps, "
+            f"{run['wall_hours']:.1f} h (best.pt: iteration {run['best_iteration']})"
+        )
+    return "\n".join(
+        [
+            f"{document['tasks']} held-out tasks, {document.get('rollouts') or 20} rollouts per "
+            "task and step, mean return ± 95% CI over tasks "
+            f"(`benchmarks/results/{Path(figure).stem}_eval.json`). Budget: "
+            + "; ".join(budget)
+            + ".",
+            "",
+            *lines,
+            "",
+            f"![{spec['title']}: learning and adaptation curves]({figure})",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "status", "eval", "report"):
+        command = commands.add_parser(name)
+        command.add_argument("--only", default="", help="comma-separated run or group names")
+        if name == "train":
+            command.add_argument("--hours", type=float, required=True, help="wall-clock budget")
+            command.add_argument("--jobs", type=int, default=2, help="runs at a time")
+            command.add_argument("--nice", type=int, default=19, help="priority of the runs")
+        if name == "eval":
+            command.add_argument("--partial", action="store_true")
+            command.add_argument("--tasks", type=int, default=40)
+    args = parser.parse_args()
+    {"train": train, "status": status, "eval": evaluate, "report": report}[args.command](args)
+
+
+def _raise_keyboard_interrupt(signal_number, frame):
+    raise KeyboardInterrupt  # SIGTERM to the runner: stop the runs cleanly, as at the deadline
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)  # even if started in the background
+    main()
