@@ -55,7 +55,7 @@ from metarl.policies import policy_params
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.ray_sampler import RayOptions, RaySampler
-from metarl.trainer import build_policy, iteration_tasks, sampler_settings
+from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 
 ENVS = {  # meta-batch shapes
     "HalfCheetahVel": dict(env="metarl/HalfCheetahVel-v0", meta_batch_size=8, rollouts_per_task=20),
@@ -87,7 +87,7 @@ def measure(sampler, config, policy, iterations: int) -> dict:
     task_env, params = gym.make(config.env), policy_params(policy)
     steps, seconds, overheads = 0, 0.0, []
     for iteration in range(1, iterations + 1):
-        tasks = iteration_tasks(task_env, config, iteration)
+        tasks = iteration_tasks(config, iteration)
         start = time.perf_counter()
         batch = sampler.sample(params, tasks, iteration)
         seconds += time.perf_counter() - start
@@ -108,7 +108,7 @@ def measure(sampler, config, policy, iterations: int) -> dict:
 
 def warm_up(sampler, config, policy, workers: int) -> None:
     """One small meta-batch: starts the actors (imports, envs) before anything is timed."""
-    tasks = iteration_tasks(gym.make(config.env), config, 0)[: max(1, workers)]
+    tasks = iteration_tasks(config, 0)[: max(1, workers)]
     sampler.sample(policy_params(policy), tasks, 0)
 
 

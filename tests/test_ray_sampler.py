@@ -471,7 +471,7 @@ def test_killed_and_hung_actors_are_replaced_and_their_tasks_resampled(local_ray
     local = LocalSampler(sampler_settings(config), policy, 20)
     expected = local.sample(params, tasks, 0)
     local.close()
-    options = RayOptions(num_workers=2, envs_per_worker=5, timeout_s=3.0)  # chunks of 1 task
+    options = RayOptions(num_workers=2, envs_per_worker=5, timeout_s=8.0)  # chunks of 1 task
     sampler = RaySampler(sampler_settings(config), policy, options)
     caplog.set_level(logging.WARNING, logger="metarl.sampling.ray_sampler")
     try:
@@ -488,7 +488,7 @@ def test_killed_and_hung_actors_are_replaced_and_their_tasks_resampled(local_ray
     logged = [r.getMessage() for r in caplog.records if "replacing it" in r.getMessage()]
     assert len(logged) == 2, logged
     assert "failed (ActorDiedError" in logged[0] and "re-sampling tasks" in logged[0]
-    assert "timed out after 3 s" in logged[1] and "re-sampling tasks" in logged[1]
+    assert "timed out after 8 s" in logged[1] and "re-sampling tasks" in logged[1]
 
 
 def test_a_chunk_that_keeps_failing_stops_with_a_clear_error(local_ray):

@@ -15,10 +15,10 @@ from metarl.cli import is_supervised_config, main
 from metarl.config import ConfigError, TrainConfig, load_config
 from metarl.episodes import MetaBatch
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
-from metarl.policies import policy_params
+from metarl.policies import GaussianMLPPolicy, gaussian_mlp, policy_params
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.meta_batch import sample_meta_batch
-from metarl.sampling.rollouts import make_vector_env
+from metarl.sampling.rollouts import WaveActions, make_vector_env
 from metarl.trainer import train
 from metarl.value_baseline import estimate_advantages
 
@@ -57,6 +57,53 @@ def test_local_sampler_result_does_not_depend_on_envs_stepped_at_once(env_id):
     assert_meta_batches_equal(batches[0], batches[2])
     # the inner steps changed the policy: post-adaptation rollouts differ from theta's
     assert not torch.equal(batches[0].train[0].actions, batches[0].valid.actions)
+
+
+@pytest.mark.parametrize(
+    "rollouts, observation_dim, hidden_sizes, activation, context",
+    [
+        (3, 17, [16, 16], "tanh", 0),  # shapes where unpadded baddbmm changed with the batch
+        (2, 17, [100, 100], "relu", 0),
+        (20, 2, [64, 64], "tanh", 0),
+        (40, 27, [100, 100], "relu", 0),
+        (5, 2, [16], "tanh", 4),
+    ],
+)
+def test_a_tasks_actions_do_not_depend_on_the_tasks_beside_it(
+    rollouts, observation_dim, hidden_sizes, activation, context
+):
+    """WaveActions computes each task's actions bitwise alike alone and in any wave."""
+    policy = GaussianMLPPolicy(observation_dim, 6, hidden_sizes, activation, 0.0, context)
+    generator = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    reference = None
+    for size in (1, 2, 3, 5, 8, 13):
+        for position in sorted({0, size // 2, size - 1}):
+            # per-task parameters (as after an inner step), the same for our task
+            stacks = {
+                n: torch.randn(size, *p.shape, generator=generator)
+                for n, p in policy.named_parameters()
+            }
+            for n, p in policy.named_parameters():
+                stacks[n][position] = p.detach() * 1.5
+            noise = rng.standard_normal((size, rollouts, 4, 6)).astype(np.float32)
+            noise[position] = np.linspace(-1, 1, rollouts * 24, dtype=np.float32).reshape(
+                rollouts, 4, 6
+            )
+            observations = rng.standard_normal((size, rollouts, observation_dim)).astype(np.float32)
+            observations[position] = np.cos(np.arange(rollouts * observation_dim)).reshape(
+                rollouts, observation_dim
+            )
+            actions = WaveActions(policy, stacks, range(size), noise)(observations, 2)[position]
+            if reference is None:
+                reference = actions
+            assert torch.equal(actions, reference), (size, position)
+    # and the padded batched computation is the policy's own (up to rounding)
+    params = {n: p.detach() * 1.5 for n, p in policy.named_parameters()}
+    obs = torch.from_numpy(np.cos(np.arange(rollouts * observation_dim, dtype=np.float32)))
+    mean, log_std = gaussian_mlp(params, obs.reshape(rollouts, observation_dim), activation)
+    eps = torch.linspace(-1, 1, rollouts * 24).reshape(rollouts, 4, 6)[:, 2]
+    torch.testing.assert_close(reference, mean + eps * log_std.exp(), rtol=1e-5, atol=1e-5)
 
 
 def test_tasks_sampled_in_chunks_equal_the_whole_meta_batch():
