@@ -44,18 +44,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import mujoco
 import ray
 import torch
 from env_step_rate import env_rate, raw_rate
 
 from metarl.config import config_from_dict
+from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.ray_sampler import RayOptions, RaySampler
-from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 
 ENVS = {  # meta-batch shapes
     "HalfCheetahVel": dict(env="metarl/HalfCheetahVel-v0", meta_batch_size=8, rollouts_per_task=20),
@@ -84,7 +83,7 @@ def ratio(runs: dict[str, list], a: str, b: str) -> float:
 
 def measure(sampler, config, policy, iterations: int) -> dict:
     """Steps/s over the meta-batches of iterations 1..n, and Ray's per-iteration overheads."""
-    task_env, params = gym.make(config.env), policy_params(policy)
+    params = policy_params(policy)
     steps, seconds, overheads = 0, 0.0, []
     for iteration in range(1, iterations + 1):
         tasks = iteration_tasks(config, iteration)

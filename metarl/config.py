@@ -113,6 +113,9 @@ class TrainConfig:
     worker_timeout_s: float = field(default=600.0, metadata=run_setting(**at_least(0, strict=True)))
     max_consecutive_failures: int = field(default=3, metadata=run_setting(**at_least(1)))
     torch_threads: int = field(default=0, metadata=run_setting(**at_least(0)))  # 0: one per core
+    # where the learner runs (adaptation with its graph, meta-gradient, conjugate gradient,
+    # line search); sampling stays on CPU processes. auto: CUDA where available, else CPU.
+    device: str = field(default="auto", metadata=run_setting(**choices("auto", "cpu", "cuda")))
     context_size: int = field(default=4, metadata=at_least(1))  # algorithm: context
     # iterations between checkpoints; 1 (about 3 ms each) loses nothing even when the process
     # is killed from outside (SIGKILL, or Ray ending a driver whose node died)

@@ -38,6 +38,18 @@ def keep_freed_memory() -> bool:
     return bool(ok)
 
 
+def learner_device(name: str) -> torch.device:
+    """The torch device for a config's `device` key: auto, cpu or cuda."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "key 'device': cuda, but torch sees no CUDA device here (a CPU build of torch, "
+            "or no GPU); use device: auto or cpu"
+        )
+    return torch.device(name)
+
+
 def set_torch_threads(threads: int) -> int:
     """Use `threads` intra-op threads (0: one per core); returns the number set."""
     count = threads if threads > 0 else (os.cpu_count() or 1)

@@ -38,7 +38,7 @@ from metarl.metrics import MetricsLogger
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
 from metarl.resuming import BEST, CHECKPOINT, TrainingState, checkpoint_payload, resume_point
 from metarl.run_dir import RunDirLock, existing_run_dir, new_run_dir
-from metarl.runtime import keep_freed_memory, set_torch_threads, stop_on_signals
+from metarl.runtime import keep_freed_memory, learner_device, set_torch_threads, stop_on_signals
 
 
 def phase_names(inner_steps: int) -> list[str]:
@@ -82,6 +82,7 @@ class Training:
         keep_freed_memory()
         set_torch_threads(config.torch_threads)
         self.config = config
+        self.device = learner_device(config.device)
         self.policy = build_policy(config) if policy is None else policy
         self.settings = meta_step_settings(config)
         self.last_phase = phase_names(algorithm_setup(config).inner_steps)[-1]
@@ -99,8 +100,13 @@ class Training:
 
         clock = time.perf_counter()
         rng = stream_rng(self.config.seed, HVP_SUBSAMPLE_STREAM, iteration)
-        params = policy_params(self.policy)
-        new_params, stats = meta_step(self.policy, params, meta_batch, self.settings, rng)
+        params = policy_params(self.policy)  # the sampler's copy, on CPU
+        learner_params = {name: p.detach().to(self.device) for name, p in params.items()}
+        learner_batch = meta_batch.to(self.device)  # the same tensors on CPU
+        new_params, stats = meta_step(
+            self.policy, learner_params, learner_batch, self.settings, rng
+        )
+        new_params = {name: p.cpu() for name, p in new_params.items()}
         update_s = time.perf_counter() - clock
 
         row = {
