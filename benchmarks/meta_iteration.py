@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from env_step_rate import raw_rate  # benchmarks/ is the script's folder, first on sys.path
 
-from metarl.config import TrainConfig, config_from_dict
+from metarl.config import TrainConfig
+from metarl.config_validation import config_from_dict
 from metarl.episodes import step_batch
 from metarl.maml_trpo import MetaBatchSteps, MetaObjective, hessian_vector_product, meta_step
 from metarl.policies import policy_params
@@ -72,7 +73,7 @@ def peak_memory_mb() -> float:
 
 
 def setup(values: dict):
-    config = config_from_dict(values)
+    config = config_from_dict(TrainConfig, values)
     keep_freed_memory()
     set_torch_threads(config.torch_threads)
     policy = build_policy(config)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from metarl.checkpoints import load_checkpoint
-from metarl.config import load_config
+from metarl.config_validation import load_config
 from metarl.runtime import keep_freed_memory
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.evaluate import evaluate_model, model_from_checkpoint
@@ -68,7 +68,7 @@ def run_method(config_name: str, overrides: list[str], runs: Path, quick: bool) 
     overrides = ["torch_threads=1", f"data_path={ROOT / 'data' / 'omniglot'}", *overrides]
     if quick:
         overrides += QUICK
-    config = load_config(ROOT / "configs" / f"{config_name}.yaml", overrides, SupervisedConfig)
+    config = load_config(SupervisedConfig, ROOT / "configs" / f"{config_name}.yaml", overrides)
     run_dir = runs / f"{config_name}-{config.algorithm}-{len(list(runs.iterdir()))}"
     clock = time.perf_counter()
     train(config, run_dir, show_progress=False)
@@ -147,7 +147,7 @@ def throughput(rounds: int, seconds: float) -> list[dict]:
     results = []
     for name, (config_name, overrides) in cases.items():
         overrides = [f"data_path={ROOT / 'data' / 'omniglot'}", *overrides]
-        config = load_config(ROOT / "configs" / f"{config_name}.yaml", overrides, SupervisedConfig)
+        config = load_config(SupervisedConfig, ROOT / "configs" / f"{config_name}.yaml", overrides)
         sampler = make_task_sampler(config)
         model = build_model(config)
         optimizer = torch.optim.Adam(model_params(model).values(), lr=config.meta_lr)

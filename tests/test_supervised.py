@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.config import ConfigError, config_from_dict
+from metarl.config_validation import ConfigError, config_from_dict
 from metarl.supervised.baselines import MultitaskRegressors, tune_step_size
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.evaluate import mean_ci95
@@ -339,16 +339,16 @@ def test_bad_config_names_the_key(values, key):
     if values["problem"] == "omniglot" and "data_path" not in values:
         values = {**values, "data_path": str(DATA)}
     with pytest.raises(ConfigError, match=key):
-        config_from_dict(values, "test", SupervisedConfig)
+        config_from_dict(SupervisedConfig, values, "test")
 
 
 def test_shipped_configs_are_valid():
-    from metarl.config import load_config
+    from metarl.config_validation import load_config
 
     root = DATA.parents[1]
     for name in ("sinusoid", "omniglot_5way1shot", "omniglot_5way5shot", "omniglot_20way1shot"):
         config = load_config(
-            root / "configs" / f"{name}.yaml", [f"data_path={DATA}"], SupervisedConfig
+            SupervisedConfig, root / "configs" / f"{name}.yaml", [f"data_path={DATA}"]
         )
         assert config.algorithm == "maml" and not config.first_order
 
@@ -357,7 +357,7 @@ def test_evaluation_counts_diverged_tasks_and_averages_the_rest():
     from metarl.supervised.evaluate import evaluate_model
     from metarl.supervised.problems import build_model
 
-    config = config_from_dict({"problem": "sinusoid", "eval_query": 20}, "test", SupervisedConfig)
+    config = config_from_dict(SupervisedConfig, {"problem": "sinusoid", "eval_query": 20}, "test")
     model = build_model(config)
     rows = {r["step"]: r for r in evaluate_model(model, config, 1e20, 10, 2, seed=0)}
     assert rows[0]["diverged"] == 0 and np.isfinite(rows[0]["mean"])

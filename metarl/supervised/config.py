@@ -1,6 +1,6 @@
 """Supervised experiment configuration: one frozen dataclass, validated before any work.
 
-The YAML keys are the field names of `SupervisedConfig`; `metarl.config.config_from_dict`
+The YAML keys are the field names of `SupervisedConfig`; `metarl.config_validation.config_from_dict`
 checks types, choices and ranges, and `__post_init__` rejects combinations that do not
 make sense (e.g. the oracle on Omniglot), each error naming the key.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metarl.config import ConfigError, at_least
+from metarl.config_validation import ConfigError, at_least
 
 PROBLEMS = ("sinusoid", "omniglot")
 ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from metarl.checkpoints import CheckpointError
-from metarl.config import ConfigError, config_from_dict
+from metarl.config_validation import ConfigError, config_from_dict
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.maml import adaptation_curve
@@ -85,7 +85,7 @@ def model_from_checkpoint(
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise CheckpointError(f"{source}: not a supervised checkpoint (missing {missing})")
-    config = config_from_dict(checkpoint["config"], source, SupervisedConfig)
+    config = config_from_dict(SupervisedConfig, checkpoint["config"], source)
     model = build_model(config)
     try:
         model.load_state_dict(checkpoint["model_state"])

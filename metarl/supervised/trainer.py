@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from metarl.checkpoints import save_checkpoint
-from metarl.config import config_to_yaml
+from metarl.config_validation import config_to_yaml
 from metarl.metrics import MetricsLogger
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.supervised.baselines import MultitaskRegressors, all_points_loss, tune_step_size
