@@ -38,7 +38,7 @@ from metarl.supervised.evaluate import evaluate_model, model_from_checkpoint
 from metarl.supervised.models import model_params
 from metarl.supervised.problems import STREAMS, build_model, make_task_sampler
 from metarl.supervised.tasks import seeded_rng
-from metarl.supervised.trainer import meta_step, train
+from metarl.supervised.trainer import adam_meta_step, train_supervised
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "supervised.json"
@@ -71,7 +71,7 @@ def run_method(config_name: str, overrides: list[str], runs: Path, quick: bool) 
     config = load_config(SupervisedConfig, ROOT / "configs" / f"{config_name}.yaml", overrides)
     run_dir = runs / f"{config_name}-{config.algorithm}-{len(list(runs.iterdir()))}"
     clock = time.perf_counter()
-    train(config, run_dir, show_progress=False)
+    train_supervised(config, run_dir, show_progress=False)
     train_s = time.perf_counter() - clock
     checkpoint = load_checkpoint(run_dir / "best.pt")
     config, model = model_from_checkpoint(checkpoint, str(run_dir / "best.pt"))
@@ -157,10 +157,10 @@ def throughput(rounds: int, seconds: float) -> list[dict]:
         for _ in range(rounds):
             for use_vmap in (True, False):
                 variant = dataclasses.replace(config, vmap=use_vmap)
-                meta_step(model, batch, variant, optimizer)  # warm-up
+                adam_meta_step(model, batch, variant, optimizer)  # warm-up
                 start = time.perf_counter()
                 while time.perf_counter() - start < seconds:
-                    meta_step(model, batch, variant, optimizer)
+                    adam_meta_step(model, batch, variant, optimizer)
                     timings[use_vmap][1] += 1
                 timings[use_vmap][0] += time.perf_counter() - start
         rates = {v: config.meta_batch_size * n / s for v, (s, n) in timings.items()}

@@ -113,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
         from metarl.supervised.config import SupervisedConfig
 
         config = load_config(SupervisedConfig, args.config, args.overrides)
-        from metarl.supervised.trainer import train as train_supervised
+        from metarl.supervised.trainer import train_supervised
 
         train_supervised(config, run_dir, show_progress=not args.no_progress)
     else:

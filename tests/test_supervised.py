@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from metarl.config_validation import ConfigError, config_from_dict
-from metarl.supervised.baselines import MultitaskRegressors, tune_step_size
+from metarl.supervised.comparisons import MultitaskRegressors, tune_eval_lr
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.evaluate import mean_ci95
-from metarl.supervised.maml import InnerLoop, adapt, adaptation_curve, query_losses
+from metarl.supervised.maml import InnerLoop, adapt_on_support, query_curve, query_losses
 from metarl.supervised.models import (
     ConvNet,
     OmniglotMLP,
@@ -101,7 +101,7 @@ def test_context_vector_adapts_only_z_and_its_meta_gradient_is_exact():
     batch = sample_sinusoid_tasks(np.random.default_rng(0), 3, 4, 5).to(torch.float64)
     inner = InnerLoop("mse", steps=2, step_size=0.1, names=("context",))
     params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
-    adapted = adapt(model, params, batch.support_x, batch.support_y, inner)
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, inner)
     assert adapted["context"].shape == (3, 2)  # one z per task
     assert all(adapted[n] is params[n] for n in params if n != "context")
     assert not torch.allclose(adapted["context"][0], adapted["context"][1])
@@ -131,7 +131,7 @@ def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters():
     g_exact = torch.autograd.grad(meta_loss(model, params, batch, exact), list(params.values()))
     g_first = torch.autograd.grad(meta_loss(model, params, batch, first), list(params.values()))
     # first order: the mean over tasks of grad L_query(theta'_i) with theta'_i held fixed
-    adapted = adapt(model, params, batch.support_x, batch.support_y, first)
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, first)
     expected = [torch.zeros_like(p) for p in params.values()]
     for task in range(batch.num_tasks):
         fixed = {n: adapted[n][task].detach().requires_grad_() for n in params}
@@ -150,7 +150,7 @@ def test_inner_step_adapts_each_task_with_its_own_gradient():
     model, batch = tiny_regression(2)
     params = dict(model.named_parameters())
     inner = InnerLoop("mse", steps=1, step_size=0.05)
-    adapted = adapt(model, params, batch.support_x, batch.support_y, inner)
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, inner)
     for task in range(batch.num_tasks):
         out = torch.func.functional_call(model, params, (batch.support_x[task],))
         loss = (out - batch.support_y[task]).pow(2).mean()
@@ -195,10 +195,10 @@ def test_batch_norm_uses_each_tasks_own_batch_statistics():
     torch.testing.assert_close(batched_forward(model, params, x[:1])[0], alone[0])
 
 
-def test_adaptation_curve_matches_plain_gradient_descent():
+def test_query_curve_matches_plain_gradient_descent():
     model, batch = tiny_regression(3)
     params = dict(model.named_parameters())
-    curve = adaptation_curve(model, params, [batch], InnerLoop("mse", steps=2, step_size=0.1))
+    curve = query_curve(model, params, [batch], InnerLoop("mse", steps=2, step_size=0.1))
     current = {n: p.detach().clone().requires_grad_() for n, p in params.items()}
     task = 1
     for step in range(3):
@@ -234,13 +234,13 @@ def test_multitask_regressors_train_independently_and_average():
     assert not torch.allclose(first[0], first[1])
 
 
-def test_tune_step_size_picks_the_lowest_fine_tuned_loss():
+def test_tune_eval_lr_picks_the_lowest_fine_tuned_loss():
     model, tasks = tiny_regression(4)
     batch = TaskBatch(tasks.support_x, tasks.support_y, tasks.support_x, tasks.support_y)
     params = dict(model.named_parameters())
     inner = InnerLoop("mse", steps=3, step_size=0.0)
     grid = [1e-4, 0.01, 0.03, 1e4]
-    chosen, scores = tune_step_size(model, params, [batch], inner, grid)
+    chosen, scores = tune_eval_lr(model, params, [batch], inner, grid)
     assert scores[1e4] > 1e6  # diverged
     assert chosen == min(scores, key=scores.get) and chosen in (0.01, 0.03)
 

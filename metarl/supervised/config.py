@@ -13,8 +13,8 @@ from pathlib import Path
 from metarl.config_validation import ConfigError, at_least
 
 PROBLEMS = ("sinusoid", "omniglot")
-ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")
-# which algorithms each problem supports (the paper's sinusoid baselines need the task's
+SUPERVISED_ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")
+# which algorithms each problem supports (the paper's sinusoid comparison methods need the task's
 # amplitude/phase or a regression target shared across tasks; Omniglot labels are permuted)
 PROBLEM_ALGORITHMS = {
     "sinusoid": ("maml", "pretrain", "oracle", "multitask", "context"),
@@ -35,7 +35,7 @@ class SupervisedConfig:
     """One supervised meta-learning experiment; defaults are the paper's sinusoid setting."""
 
     problem: str = field(metadata={"choices": PROBLEMS})
-    algorithm: str = field(default="maml", metadata={"choices": ALGORITHMS})
+    algorithm: str = field(default="maml", metadata={"choices": SUPERVISED_ALGORITHMS})
     seed: int = field(default=0, metadata=at_least(0))
     iterations: int = field(default=70000, metadata=at_least(1))
     meta_batch_size: int = field(default=25, metadata=at_least(1))
@@ -64,7 +64,7 @@ class SupervisedConfig:
     multitask_batch: int = field(default=100, metadata=at_least(1))  # points per step
     multitask_reg: str = field(default="none", metadata={"choices": ("none", "l2", "mean")})
     multitask_reg_weight: float = field(default=0.0, metadata=at_least(0))
-    # step sizes tried when fine-tuning the pretrain/multitask baselines (tuned on
+    # step sizes tried when fine-tuning the pretrain/multitask comparisons (tuned on
     # meta-validation tasks at the end of training, as the paper's "tuned step size")
     lr_grid: list[float] = field(
         default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],

@@ -12,7 +12,7 @@ as the paper's implementation does, and nothing carries over from one task to th
 
 With `context_dim > 0` a model owns a free vector `context` (z) concatenated to its
 input (channel-wise, broadcast over the pixels, for images): the context-vector
-baseline adapts only z (Rei, 2015; the paper's appendix C.2).
+comparison method adapts only z (Rei, 2015; the paper's appendix C.2).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-Params = dict[str, torch.Tensor]
+from metarl.params import Params
+
 CONTEXT = "context"  # the name of the context vector parameter
 
 
