@@ -112,15 +112,59 @@ def test_context_vector_adapts_only_z_and_its_meta_gradient_is_exact():
         torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-7, msg=name)
 
 
-def test_context_channels_reach_the_conv_net_only_through_padded_borders():
-    """Batch norm removes a constant input offset; z acts where zero padding breaks it."""
+def test_conv_context_is_one_free_value_per_pixel_that_batch_norm_keeps():
+    """z is image-shaped; batch norm removes a constant z but not its pattern over the pixels.
+
+    (A z broadcast over the pixels, as before, is a constant channel: it reached the
+    logits only through the zero-padded border.)
+    """
     torch.manual_seed(0)
     model = ConvNet(3, filters=4, context_dim=2).double()
+    assert model.context.shape == (2, 28, 28) and not model.context.any()
     x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
-    z = model.context.detach().clone().requires_grad_()
-    out = torch.func.functional_call(model, {**model_params(model), "context": z}, (x,))
-    (grad,) = torch.autograd.grad(out.square().sum(), [z])
-    assert grad.abs().max() > 1e-6
+    z = torch.randn(2, 28, 28, dtype=torch.float64).requires_grad_()
+
+    def logit_sum(context):
+        params = {**model_params(model), "context": context}
+        return torch.func.functional_call(model, params, (x,))[:, 0].sum()
+
+    (grad,) = torch.autograd.grad(logit_sum(z), [z])
+    for pixel in ((0, 14, 14), (1, 9, 20)):
+        shifted = {}
+        for sign in (1, -1):
+            q = z.detach().clone()
+            q[pixel] += sign * 1e-6
+            shifted[sign] = logit_sum(q).item()
+        numeric = (shifted[1] - shifted[-1]) / 2e-6
+        assert abs(numeric) > 1e-4
+        assert grad[pixel].item() == pytest.approx(numeric, rel=1e-6)
+    per_pixel = grad.abs().sum(dim=(1, 2))  # what changing z pixel by pixel can do
+    constant = grad.sum(dim=(1, 2)).abs()  # the derivative along z + c (every pixel)
+    assert (per_pixel > 1).all()
+    assert (constant < 0.05 * per_pixel).all()
+
+
+def test_conv_context_adapts_only_z_per_task_and_its_meta_gradient_is_exact():
+    torch.manual_seed(0)
+    model = ConvNet(3, filters=2, context_dim=1, image_size=6).double()
+    x = torch.rand(2, 6, 1, 6, 6, dtype=torch.float64)
+    y = torch.tensor([[0, 1, 2, 0, 1, 2], [2, 0, 1, 1, 2, 0]])
+    batch = TaskBatch(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:])
+    inner = InnerLoop("cross_entropy", steps=2, step_size=0.4, names=("context",))
+    params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, inner)
+    assert adapted["context"].shape == (2, 1, 6, 6)  # one image-shaped z per task
+    assert all(adapted[n] is params[n] for n in params if n != "context")
+    assert (adapted["context"][0] - adapted["context"][1]).abs().max() > 1e-4
+    loss = meta_loss(model, params, batch, inner)
+    grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    some = ("context", "features.0.1.weight", "features.2.0.bias", "head.bias")
+    expected = finite_difference_gradient(
+        lambda p: meta_loss(model, {**params, **p}, batch, inner), {n: params[n] for n in some}
+    )
+    assert expected["context"].abs().max() > 1e-4
+    for name, numeric in expected.items():
+        torch.testing.assert_close(grads[name], numeric, rtol=1e-5, atol=1e-8, msg=name)
 
 
 def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters():

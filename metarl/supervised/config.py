@@ -59,7 +59,8 @@ class SupervisedConfig:
         default_factory=lambda: [0.7, 0.1, 0.2], metadata={"check": _positive_list}
     )
     split_seed: int = field(default=0, metadata=at_least(0))
-    context_dim: int = field(default=4, metadata=at_least(1))  # z size (channels on images)
+    # z of the context vector: its size (sinusoid); image-shaped channels of it (Omniglot conv)
+    context_dim: int = field(default=4, metadata=at_least(1))
     multitask_models: int = field(default=500, metadata=at_least(1))
     multitask_batch: int = field(default=100, metadata=at_least(1))  # points per step
     multitask_reg: str = field(default="none", metadata={"choices": ("none", "l2", "mean")})
