@@ -47,7 +47,8 @@ from anchor import anchor_iteration_seconds, check_anchor
 from env_step_rate import raw_rate  # benchmarks/ is the script's folder, first on sys.path
 from update_measures import ablations, hvp_subsample_error, update_floor
 
-from metarl.config import config_from_dict
+from metarl.config import TrainConfig
+from metarl.config_validation import config_from_dict
 from metarl.trainer import Training
 
 NAV = dict(env="metarl/Navigation2D-v0", meta_batch_size=20, rollouts_per_task=20)
@@ -98,7 +99,7 @@ def time_iterations(training: Training, iterations: int) -> dict:
 def run_scenario(name: str, iterations: int, device: str) -> dict:
     """One scenario on one learner device, in its own process."""
     values = scenario_values(name, device)
-    training = Training(config_from_dict(values))
+    training = Training(config_from_dict(TrainConfig, values))
     result: dict = {"scenario": name, "device": str(training.device)}
     try:
         if name == "ablations":

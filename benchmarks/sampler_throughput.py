@@ -49,7 +49,8 @@ import ray
 import torch
 from env_step_rate import env_rate, raw_rate
 
-from metarl.config import config_from_dict
+from metarl.config import TrainConfig
+from metarl.config_validation import config_from_dict
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
 from metarl.runtime import keep_freed_memory, set_torch_threads
@@ -117,7 +118,7 @@ def parallel(function, env_id: str, seconds: float, processes: int, pool) -> flo
 
 
 def bench_env(name: str, values: dict, args, pool) -> dict:
-    config = config_from_dict({**values, "seed": 0, "hidden_sizes": [100, 100]})
+    config = config_from_dict(TrainConfig, {**values, "seed": 0, "hidden_sizes": [100, 100]})
     policy = build_policy(config)
     settings = sampler_settings(config)
     pools = {

@@ -19,7 +19,8 @@ import yaml
 
 import metarl
 from metarl.checkpoints import CheckpointError, load_checkpoint
-from metarl.config import ConfigError, load_config, parse_overrides
+from metarl.config import TrainConfig
+from metarl.config_validation import ConfigError, load_config, parse_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,12 +112,12 @@ def run_train(args: argparse.Namespace) -> int:
     if is_supervised_config(args.config):
         from metarl.supervised.config import SupervisedConfig
 
-        config = load_config(args.config, args.overrides, SupervisedConfig)
-        from metarl.supervised.trainer import train as train_supervised
+        config = load_config(SupervisedConfig, args.config, args.overrides)
+        from metarl.supervised.trainer import train_supervised
 
         train_supervised(config, run_dir, show_progress=not args.no_progress)
     else:
-        config = load_config(args.config, args.overrides)
+        config = load_config(TrainConfig, args.config, args.overrides)
         from metarl.trainer import train
 
         train(config, run_dir, show_progress=not args.no_progress)

@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from metarl.checkpoints import save_checkpoint
-from metarl.config import TrainConfig, config_to_yaml
+from metarl.config import TrainConfig
+from metarl.config_validation import config_to_yaml
 from metarl.episodes import MetaBatch
 from metarl.experiment import (
     HVP_SUBSAMPLE_STREAM,

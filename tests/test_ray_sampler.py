@@ -30,7 +30,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_training import assert_meta_batches_equal, read_metrics, without_timings
 
 from metarl.checkpoints import load_checkpoint
-from metarl.config import ConfigError, load_config
+from metarl.config import TrainConfig
+from metarl.config_validation import ConfigError, load_config
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
 from metarl.sampling import SamplingError, ray_cluster
@@ -234,7 +235,7 @@ def test_training_on_a_two_node_cluster_survives_a_lost_worker(loopback_cluster,
     assert [b - a for a, b in zip([0, *steps], steps)] == [full] * iterations
     assert int(rows[-1]["actor_restarts"]) >= 1
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(TrainConfig, run_dir / "config.yaml")
     assert config.ray_address == cluster.address
     local_config = dataclasses.replace(config, sampler="local", ray_address=None)
     local = read_metrics(train(local_config, tmp_path / "local", show_progress=False))
@@ -375,7 +376,7 @@ def test_an_address_that_never_answers_fails_within_the_connect_timeout(monkeypa
 )
 def test_bad_ray_settings_name_the_key(override, message):
     with pytest.raises(ConfigError) as error:
-        load_config(ROOT / "configs/navigation.yaml", [override])
+        load_config(TrainConfig, ROOT / "configs/navigation.yaml", [override])
     assert message in str(error.value)
 
 

@@ -12,7 +12,8 @@ import torch
 from helpers import small_navigation_config
 
 from metarl.cli import is_supervised_config, main
-from metarl.config import ConfigError, TrainConfig, load_config
+from metarl.config import TrainConfig
+from metarl.config_validation import ConfigError, load_config
 from metarl.episodes import MetaBatch
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import GaussianMLPPolicy, gaussian_mlp, policy_params
@@ -167,9 +168,9 @@ def test_every_config_loads(path):
     if is_supervised_config(path):
         from metarl.supervised.config import SupervisedConfig
 
-        assert isinstance(load_config(path, cls=SupervisedConfig), SupervisedConfig)
+        assert isinstance(load_config(SupervisedConfig, path), SupervisedConfig)
         return
-    config = load_config(path)
+    config = load_config(TrainConfig, path)
     assert isinstance(config, TrainConfig)
     assert config.inner_lr == 0.1 and config.max_kl == 0.01  # the paper's settings
 
@@ -197,7 +198,7 @@ def test_config_files_exist_for_every_paper_experiment():
 )
 def test_bad_config_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as error:
-        load_config(CONFIGS[0], overrides)
+        load_config(TrainConfig, CONFIGS[0], overrides)
     assert message in str(error.value)
 
 
@@ -205,7 +206,7 @@ def test_unknown_key_in_yaml_is_refused(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("env: metarl/Navigation2D-v0\nmeta_batch: 10\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['meta_batch'\]"):
-        load_config(path)
+        load_config(TrainConfig, path)
 
 
 def test_cli_reports_config_errors_before_any_work(tmp_path, capsys):
@@ -254,7 +255,7 @@ def test_smoke_train_cli_writes_the_run_directory(tmp_path):
         args += ["--set", override]
     assert main([*args, "--run-dir", str(run_dir), "--no-progress"]) == 0
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(TrainConfig, run_dir / "config.yaml")
     assert config.iterations == 2 and config.inner_steps == 2 and config.hidden_sizes == [16, 16]
     rows = read_metrics(run_dir)
     assert [int(r["iteration"]) for r in rows] == [0, 1]
@@ -320,6 +321,7 @@ def test_navigation_learns_to_adapt(tmp_path):
     About 45 s on the 2-core CI machine: under the one-minute budget for the default run.
     """
     config = load_config(
+        TrainConfig,
         Path(__file__).parents[1] / "configs" / "navigation.yaml",
         ["iterations=40", "hidden_sizes=[64, 64]", "activation=tanh"],
     )

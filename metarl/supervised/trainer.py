@@ -1,4 +1,4 @@
-"""The supervised training loop: MAML (or a baseline) on sinusoids or Omniglot; log; save.
+"""The supervised training loop: MAML (or a comparison method) on sinusoids or Omniglot.
 
 A run directory holds the resolved `config.yaml`, `metrics.csv` (one row per logging
 interval; the same scalars in TensorBoard under `tensorboard/`), `checkpoint.pt`
@@ -6,7 +6,7 @@ interval; the same scalars in TensorBoard under `tensorboard/`), `checkpoint.pt`
 parameters with the best meta-validation score). Both checkpoints carry the step
 size to fine-tune with at test time (`eval_lr`): the inner step size for MAML and
 the context vector, tuned on meta-validation tasks for the pretrained and
-multi-task baselines.
+multi-task comparisons.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from torch import nn
 from tqdm import tqdm
 
 from metarl.checkpoints import save_checkpoint
-from metarl.config import config_to_yaml
+from metarl.config_validation import config_to_yaml
 from metarl.metrics import MetricsLogger
 from metarl.runtime import keep_freed_memory, set_torch_threads
-from metarl.supervised.baselines import MultitaskRegressors, all_points_loss, tune_step_size
+from metarl.supervised.comparisons import MultitaskRegressors, all_points_loss, tune_eval_lr
 from metarl.supervised.config import SupervisedConfig
-from metarl.supervised.maml import AdaptationCurve, adaptation_curve, query_losses
+from metarl.supervised.maml import QueryCurve, query_curve, query_losses
 from metarl.supervised.models import model_params
 from metarl.supervised.problems import (
     STREAMS,
@@ -50,7 +50,7 @@ def chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
     return [batch.select(s, s + size) for s in range(0, batch.num_tasks, size)]
 
 
-def meta_step(
+def adam_meta_step(
     model: nn.Module,
     batch: TaskBatch,
     config: SupervisedConfig,
@@ -74,10 +74,13 @@ def meta_step(
     return stats
 
 
-def supervised_step(
-    model: nn.Module, batch: TaskBatch, config: SupervisedConfig, optimizer
+def all_points_step(
+    model: nn.Module,
+    batch: TaskBatch,
+    config: SupervisedConfig,
+    optimizer: torch.optim.Optimizer,
 ) -> dict[str, float]:
-    """One Adam step of the pretrained/oracle baseline on all points of the meta-batch."""
+    """One Adam step of the pretrained/oracle comparison on all points of the meta-batch."""
     optimizer.zero_grad()
     loss = all_points_loss(model, model_params(model), batch, loss_name(config), config.vmap)
     loss.backward()
@@ -96,7 +99,7 @@ def validation_batches(sampler: TaskSampler, config: SupervisedConfig) -> list[T
 def validate(model: nn.Module, batches: list[TaskBatch], config: SupervisedConfig) -> dict:
     """Query loss (and accuracy) of validation tasks before and after the training inner loop."""
     inner = evaluation_inner_loop(config, config.inner_lr, config.inner_steps)
-    curve = adaptation_curve(model, model_params(model), batches, inner)
+    curve = query_curve(model, model_params(model), batches, inner)
     row = {"val_loss_pre": float(curve.losses[0].mean()), "val_loss_post": _last(curve.losses)}
     if curve.accuracies is not None:
         row["val_accuracy_pre"] = float(curve.accuracies[0].mean())
@@ -109,7 +112,7 @@ def _last(values: np.ndarray) -> float:
 
 
 def validation_score(config: SupervisedConfig, row: dict) -> float:
-    """Higher is better: post-adaptation accuracy / -loss (pre-adaptation for the baselines)."""
+    """Higher is better: post-adaptation accuracy / -loss (pre-adaptation for the comparisons)."""
     phase = "post" if config.meta_learned else "pre"
     if config.problem == "omniglot":
         return row[f"val_accuracy_{phase}"]
@@ -122,10 +125,18 @@ def eval_step_size(model: nn.Module, batches: list[TaskBatch], config: Supervise
     if config.meta_learned or config.algorithm == "oracle":
         return config.inner_lr, {}
     inner = evaluation_inner_loop(config, config.inner_lr, config.eval_steps)
-    return tune_step_size(model, model_params(model), batches, inner, config.lr_grid)
+    return tune_eval_lr(model, model_params(model), batches, inner, config.lr_grid)
 
 
-def checkpoint_payload(model, config, iteration, step_size, scores, optimizer) -> dict:
+def supervised_checkpoint_payload(
+    model: nn.Module,
+    config: SupervisedConfig,
+    iteration: int,
+    step_size: float,
+    scores: dict[float, float],
+    optimizer: torch.optim.Optimizer,
+) -> dict:
+    """What best.pt and checkpoint.pt hold: parameters, config, the step size to fine-tune with."""
     return {
         "kind": CHECKPOINT_KIND,
         "config": dataclasses.asdict(config),
@@ -137,8 +148,8 @@ def checkpoint_payload(model, config, iteration, step_size, scores, optimizer) -
     }
 
 
-def train(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -> Path:
-    """Meta-train (or train a baseline) from scratch into `run_dir`; returns the run directory."""
+def train_supervised(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -> Path:
+    """Meta-train MAML (or train a comparison method) into `run_dir`, from scratch; returns it."""
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"run directory {str(run_dir)!r} exists and is not empty")
@@ -180,7 +191,7 @@ def train(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -
                 batch = sampler.sample(
                     "train", rng, config.meta_batch_size, config.shots, config.query
                 )
-                step = meta_step if config.meta_learned else supervised_step
+                step = adam_meta_step if config.meta_learned else all_points_step
                 stats = step(model, batch, config, optimizer)
             train_s += time.perf_counter() - clock
             window.append(stats)
@@ -207,14 +218,18 @@ def train(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -
                     best_state = copy.deepcopy(model.state_dict())
                     save_checkpoint(
                         run_dir / "best.pt",
-                        checkpoint_payload(model, config, done, config.inner_lr, {}, optimizer),
+                        supervised_checkpoint_payload(
+                            model, config, done, config.inner_lr, {}, optimizer
+                        ),
                     )
             logger.log(row)
             progress.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("val")})
             if done % config.checkpoint_interval == 0 and done < config.iterations:
                 save_checkpoint(
                     run_dir / "checkpoint.pt",
-                    checkpoint_payload(model, config, done, config.inner_lr, {}, optimizer),
+                    supervised_checkpoint_payload(
+                        model, config, done, config.inner_lr, {}, optimizer
+                    ),
                 )
         final_state = copy.deepcopy(model.state_dict())
         for name, state, iteration in (
@@ -223,7 +238,9 @@ def train(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -
         ):
             model.load_state_dict(state)
             step_size, scores = eval_step_size(model, val_batches, config)
-            payload = checkpoint_payload(model, config, iteration, step_size, scores, optimizer)
+            payload = supervised_checkpoint_payload(
+                model, config, iteration, step_size, scores, optimizer
+            )
             save_checkpoint(run_dir / name, payload)
     finally:
         logger.close()
@@ -243,7 +260,7 @@ def _load(model: nn.Module, params: dict[str, torch.Tensor]) -> None:
             parameter.copy_(params[name])
 
 
-def curve_summary(curve: AdaptationCurve) -> dict[str, list[float]]:
+def curve_summary(curve: QueryCurve) -> dict[str, list[float]]:
     """Mean query loss (and accuracy) after each step, for logs and tests."""
     summary = {"loss": curve.losses.mean(1).tolist()}
     if curve.accuracies is not None:
