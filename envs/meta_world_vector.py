@@ -3,12 +3,15 @@
 ML10's tasks differ by environment class, so a copy cannot keep one env: at each
 reset, copy i takes a Meta-World env of its task's class from a pool (made on
 first need, reused afterwards), so the pool holds at most as many envs of a class
-as one reset used. A reset with a task fixes the episode: Meta-World's reset is
+as one reset used, and at most `num_envs` envs in all (envs of classes a reset does
+not need are closed to make room). A reset with a task fixes the episode: Meta-World's reset is
 deterministic given the task, so the reset seeds are accepted and not needed.
 `info["success"]` holds each copy's success flag of the step (0 where not stepped).
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 from gymnasium import spaces
@@ -62,10 +65,12 @@ class MetaWorldVectorEnv(VectorEnv):
         tasks, seeds = reset_arguments(self.num_envs, seed, options)
         if tasks is None:
             raise ValueError("Meta-World copies need their tasks: reset(options={'tasks': ...})")
+        for task in tasks:
+            check_task(task, self._env_names)
+        self._trim_pool(Counter(task["env"] for task in tasks))
         taken: dict[str, int] = {}
         self._envs = [None] * self.num_envs
         for i, task in enumerate(tasks):
-            check_task(task, self._env_names)
             pool = self._pool.setdefault(task["env"], [])
             position = taken.get(task["env"], 0)
             taken[task["env"]] = position + 1
@@ -78,6 +83,20 @@ class MetaWorldVectorEnv(VectorEnv):
         self._observations[len(tasks) :] = 0.0
         self.tracker.start(len(seeds))
         return self._observations.copy(), {}
+
+    @property
+    def pool_sizes(self) -> dict[str, int]:
+        """How many Meta-World envs of each class this vector env holds."""
+        return {name: len(pool) for name, pool in self._pool.items()}
+
+    def _trim_pool(self, needed: Counter) -> None:
+        """Close envs this reset does not need while the pool would exceed `num_envs` envs."""
+        missing = sum(max(0, n - len(self._pool.get(name, []))) for name, n in needed.items())
+        surplus = sum(len(pool) for pool in self._pool.values()) + missing - self.num_envs
+        for name, pool in self._pool.items():
+            while surplus > 0 and len(pool) > needed.get(name, 0):
+                pool.pop().close()
+                surplus -= 1
 
     def step(self, actions):
         rewards = np.zeros(self.num_envs)

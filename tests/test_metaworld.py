@@ -14,6 +14,7 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 from helpers import small_navigation_config
@@ -153,6 +154,8 @@ def test_ml1_tasks_are_metaworlds_train_and_test_sets():
     assert all(t["split"] == "test" for t in held_out_tasks(REACH, 3, seed=0))
     with pytest.raises(ValueError, match="keys"):
         env.set_task({"goal": [0, 0]})
+    env.set_task(first[0])
+    check_env(env, skip_render_check=True)
 
 
 @needs_metaworld
@@ -246,4 +249,8 @@ def test_ml10_trains_on_ten_environments_and_holds_out_five():
     )
     observations, _ = vector.reset(seed=list(range(20)), options={"tasks": tasks})
     assert observations.shape == (20, 39)
+    vector.reset(seed=list(range(10)), options={"tasks": held_out})  # other classes
+    sizes = vector.pool_sizes
+    assert sum(sizes.values()) == 20  # 10 envs of classes the reset did not use were closed
+    assert all(sizes[name] == 2 for name in ML10_V3["test"])
     vector.close()
