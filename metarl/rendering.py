@@ -202,7 +202,7 @@ def render_adaptation(
 
 
 def caption(step: int, episode: Episode) -> str:
-    text = f"{step} step{'s' if step != 1 else ''}: return {episode.total_return:.1f}"
+    text = f"{step} step{'s' if step != 1 else ''}\nreturn {episode.total_return:.1f}"
     if episode.success is not None:
         text += ", success: yes" if episode.success else ", success: no"
     return text

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-CAPTION_HEIGHT = 20
+CAPTION_HEIGHT = 30  # two lines of pillow's default font
 FORMATS = (".gif", ".mp4")
 
 
@@ -28,10 +28,11 @@ def check_output(path: Path) -> None:
 
 
 def captioned(frame: np.ndarray, caption: str) -> np.ndarray:
-    """The frame [H, W, 3] uint8 under a white strip with the caption in black."""
+    """The frame [H, W, 3] uint8 under a white strip with the caption (up to 2 lines) in black."""
     height, width = frame.shape[:2]
     strip = Image.new("RGB", (width, CAPTION_HEIGHT), "white")
-    ImageDraw.Draw(strip).text((4, 4), caption, fill="black", font=ImageFont.load_default())
+    draw = ImageDraw.Draw(strip)
+    draw.multiline_text((4, 3), caption, fill="black", font=ImageFont.load_default(), spacing=2)
     return np.concatenate([np.asarray(strip), frame], axis=0)
 
 
