@@ -29,7 +29,7 @@ def _ray_address(value: str):
 class TrainConfig:
     """One experiment. Defaults are the MAML paper's (navigation scale where they differ)."""
 
-    env: str = field(metadata=choices(*metarl_envs.ENV_IDS))
+    env: str = field(metadata=choices(*metarl_envs.ALL_ENV_IDS))
     # maml: the paper's method. pretrain: TRPO on tasks of the whole distribution, no
     # adaptation in training. oracle: TRPO on the env's oracle=True variant (task in the
     # observation). context: MAML-TRPO adapting only a context vector z fed to the policy.
@@ -82,6 +82,9 @@ class TrainConfig:
     )
 
     def __post_init__(self):
+        problem = metarl_envs.missing_extra(self.env)
+        if problem:
+            raise ConfigError(f"key 'env': {self.env} cannot be made here. {problem}")
         if not self.hidden_sizes or any(size < 1 for size in self.hidden_sizes):
             raise ConfigError(f"key 'hidden_sizes': sizes must be >= 1, got {self.hidden_sizes}")
         for key in ("eval_step_sizes", "finetune_step_sizes"):

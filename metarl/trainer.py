@@ -48,10 +48,12 @@ def phase_names(inner_steps: int) -> list[str]:
 
 
 def meta_batch_columns(meta_batch: MetaBatch) -> dict[str, float]:
-    """Per phase: the return, reward terms, episode length and value-baseline fit."""
+    """Per phase: the return, success rate, reward terms, episode length and baseline fit."""
     columns: dict[str, float] = {}
     for name, rollouts in zip(phase_names(len(meta_batch.train)), meta_batch.phases):
         columns[f"return_{name}"] = rollouts.mean_return()
+        if rollouts.successes is not None:  # Meta-World: the fraction of episodes that succeeded
+            columns[f"success_{name}"] = rollouts.mean_success()
         for term, value in rollouts.mean_reward_terms().items():
             columns[f"{term}_{name}"] = value
         columns[f"episode_length_{name}"] = rollouts.mean_episode_length()

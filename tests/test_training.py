@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from helpers import small_navigation_config
 
+import metarl_envs
 from metarl.cli import is_supervised_config, main
 from metarl.config import TrainConfig
 from metarl.config_validation import ConfigError, load_config
@@ -169,6 +171,11 @@ def test_every_config_loads(path):
         from metarl.supervised.config import SupervisedConfig
 
         assert isinstance(load_config(SupervisedConfig, path), SupervisedConfig)
+        return
+    env = yaml.safe_load(path.read_text())["env"]
+    if metarl_envs.missing_extra(env):  # Meta-World configs need the extra, and say so
+        with pytest.raises(ConfigError, match=r'pip install -e "\.\[metaworld\]"'):
+            load_config(TrainConfig, path)
         return
     config = load_config(TrainConfig, path)
     assert isinstance(config, TrainConfig)

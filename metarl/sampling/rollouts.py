@@ -181,6 +181,7 @@ def _rollout(
         t.numpy() for t in (observations, actions, rewards, mask)
     )
     term_sums: dict[str, np.ndarray] = {}
+    successes: np.ndarray | None = None  # [T, R]: succeeded at some step (info "success")
 
     for start in range(0, num_tasks, tasks_per_wave):
         stop = min(start + tasks_per_wave, num_tasks)
@@ -219,6 +220,12 @@ def _rollout(
                     sums[wave] += np.where(running, values[:count], 0.0).reshape(
                         stop - start, per_task
                     )
+            if "success" in info:
+                successes = np.zeros((num_tasks, per_task)) if successes is None else successes
+                stepped_success = np.where(running, info["success"][:count], 0.0)
+                successes[wave] = np.maximum(
+                    successes[wave], stepped_success.reshape(stop - start, per_task)
+                )
             running &= ~(terminated[:count] | truncated[:count])
             if not running.any():
                 break
@@ -234,6 +241,7 @@ def _rollout(
         torch.as_tensor(np.asarray(task_ids), dtype=torch.int64),
         {name: torch.from_numpy(sums) for name, sums in term_sums.items()},
         explained,
+        None if successes is None else torch.from_numpy(successes).to(torch.float32),
     )
 
 
