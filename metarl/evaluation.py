@@ -41,6 +41,7 @@ from metarl.experiment import (
     sampler_settings,
 )
 from metarl.policies import policy_params
+from metarl.run_dir import writable_dir, write_text_file, writing
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.sampling.meta_batch import sample_meta_batch
 from metarl.sampling.rollouts import make_vector_env
@@ -190,7 +191,7 @@ def write_results(
     curves: list[AdaptationCurve], settings: EvaluationSettings, env_id: str, out_dir: Path
 ) -> tuple[Path, Path]:
     """eval.json (everything, per task) and eval.csv (method, step, mean, CI bounds)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(out_dir)
     methods = {}
     rows = []
     for curve in curves:
@@ -215,8 +216,8 @@ def write_results(
         "methods": methods,
     }
     json_path, csv_path = out_dir / "eval.json", out_dir / "eval.csv"
-    json_path.write_text(json.dumps(document, indent=2))
-    with csv_path.open("w", newline="") as handle:
+    write_text_file(json_path, json.dumps(document, indent=2))
+    with writing(csv_path), csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "step", "mean_return", "ci95_low", "ci95_high"])
         writer.writerows(rows)
