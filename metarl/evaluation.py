@@ -40,6 +40,7 @@ from metarl.experiment import (
     held_out_tasks,
     sampler_settings,
 )
+from metarl.inner import NonFiniteError
 from metarl.policies import policy_params
 from metarl.run_dir import writable_dir, write_text_file, writing
 from metarl.runtime import keep_freed_memory, set_torch_threads
@@ -104,18 +105,25 @@ def adaptation_returns(
 def tune_step_size(
     policy: nn.Module, config: TrainConfig, steps: int, tasks: int, rollouts: int, seed: int
 ) -> tuple[float, dict[float, float]]:
-    """The fine-tuning step size with the best mean return over steps 1..K on training tasks."""
+    """The fine-tuning step size with the best mean return over steps 1..K on training tasks.
+
+    A step size whose fine-tuning diverges (non-finite actions) scores -inf.
+    """
     tuning_tasks = held_out_tasks(config.env, tasks, seed, TUNING_TASK_STREAM)
     scores = {}
     for size in config.finetune_step_sizes:
-        returns = adaptation_returns(
-            policy,
-            config,
-            tuning_tasks,
-            [size] * steps,
-            rollouts,
-            seed + TUNING_ROLLOUT_SEED_OFFSET,
-        )
+        try:
+            returns = adaptation_returns(
+                policy,
+                config,
+                tuning_tasks,
+                [size] * steps,
+                rollouts,
+                seed + TUNING_ROLLOUT_SEED_OFFSET,
+            )
+        except NonFiniteError:
+            scores[size] = -math.inf
+            continue
         scores[size] = float(returns[:, 1:].mean())
     return max(scores, key=scores.get), scores
 

@@ -34,6 +34,7 @@ from metarl.experiment import (
     meta_step_settings,
     stream_rng,
 )
+from metarl.inner import NonFiniteError
 from metarl.maml_trpo import MetaStepStats, meta_step
 from metarl.metrics import MetricsLogger
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
@@ -229,10 +230,11 @@ def run_training(
         with stop_on_signals(already_stopping=True):  # more Ctrl-Cs cannot cut this short
             save(run_dir / CHECKPOINT, committed)
             progress.close()
+            resume = f" Continue with:\n  metarl train --resume {run_dir}"
             print(
                 f"\n{_stop_reason(error)}; checkpoint written at iteration "
-                f"{committed.state.iteration} (iterations before it are done). Continue with:\n"
-                f"  metarl train --resume {run_dir}",
+                f"{committed.state.iteration} (iterations before it are done)."
+                + ("" if isinstance(error, NonFiniteError) else resume),  # would fail again
                 flush=True,
             )
             training.close()
