@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 import metarl_envs
+from metarl import config_file
 from metarl.config_file import ConfigError, parse_overrides, read_config_file, short_repr
 
 HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
@@ -200,7 +201,7 @@ def _check_type(key: str, value, expected):
         if number is None:
             raise ConfigError(
                 f"key {key!r}: expected a finite number, got {short_repr(value)}"
-                + _number_text_hint(value)
+                + config_file.text_number_hint(value)
             )
         return number
     if expected is str:
@@ -208,15 +209,6 @@ def _check_type(key: str, value, expected):
             raise ConfigError(f"key {key!r}: expected a string, got {short_repr(value)}")
         return value
     raise AssertionError(f"unhandled type {expected} for {key}")
-
-
-def _number_text_hint(value) -> str:
-    """A hint for a number such as 1e-5 written without a dot: PyYAML reads it as text."""
-    try:
-        text_number = isinstance(value, str) and math.isfinite(float(value))
-    except ValueError:
-        text_number = False
-    return f" (YAML reads {value} as text: write 1.0e-5, not 1e-5)" if text_number else ""
 
 
 def config_from_dict(values: dict, source: str = "config", cls: type | None = None):

@@ -8,6 +8,7 @@ line. Checking the values against a config's fields is `metarl.config`'s job.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -21,6 +22,15 @@ def short_repr(value) -> str:
     """repr(value), cut to one short line for messages."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def text_number_hint(value) -> str:
+    """A hint for a number such as 1e-5 written without a dot: PyYAML reads it as text."""
+    try:
+        text_number = isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        text_number = False
+    return f" (YAML reads {value} as text: write 1.0e-5, not 1e-5)" if text_number else ""
 
 
 class _DuplicateKey(Exception):
