@@ -97,8 +97,8 @@ def load_runs() -> tuple[dict, list[Run]]:
         for group, values in groups.items():
             settings = dict(values["set"])
             if role != "maml":  # the same env steps per iteration, without inner steps
-                inner_steps = settings.get("inner_steps", 1)
-                base = settings.get("meta_batch_size", 20)
+                config = {**yaml.safe_load((ROOT / values["config"]).read_text()), **settings}
+                inner_steps, base = config["inner_steps"], config["meta_batch_size"]
                 settings.update(algorithm=role, meta_batch_size=base * (inner_steps + 1))
             name = group if role == "maml" else f"{group}_{role}"
             runs.append(Run(name, group, role, ROOT / values["config"], settings, spec["run"]))
@@ -205,74 +205,6 @@ def run_summary(run: Run) -> dict:
     }
 
 
-def report(args) -> None:
-    """README tables (between the group's markers) and docs/GROUP.png, from benchmarks/results."""
-    from metarl.plotting import plot
-
-    groups, runs = load_runs()
-    text = README.read_text()
-    for group, spec in groups.items():
-        path = RESULTS / f"{group}_eval.json"
-        if not path.exists():
-            continue
-        document = json.loads(path.read_text())
-        members = [r.run_dir for r in runs if r.group == group]
-        figure = plot([*members, path], DOCS / f"{group}.png")
-        table = results_table(spec, document, figure.relative_to(ROOT))
-        begin, end = f"<!-- locomotion:{group} -->", f"<!-- /locomotion:{group} -->"
-        if begin not in text:
-            print(f"{group}: README has no {begin} marker; table not written")
-            continue
-        head, rest = text.split(begin, 1)
-        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
-        print(f"{group}: README table and {figure.relative_to(ROOT)} written")
-    README.write_text(text)
-
-
-def results_table(spec: dict, document: dict, figure: Path) -> str:
-    names = {"maml": "MAML", "pretrained": "pretrained", "random": "random init",
-             "oracle": "oracle (no adaptation)"}  # fmt: skip
-    steps = len(document["methods"]["maml"]["mean"])
-    lines = [
-        "| method | "
-        + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps))
-        + " | step sizes |",
-        "|---|" + "---|" * (steps + 1),
-    ]
-    for method, result in document["methods"].items():
-        cells = [f"{m:.1f} ± {h:.1f}" for m, h in zip(result["mean"], result["ci95"])]
-        sizes = ", ".join(f"{s:g}" for s in result["step_sizes"]) or "–"
-        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + f" | {sizes} |")
-    paper = spec.get("paper", {})
-    lines.append(
-        f"| paper, Figure 5 (approximate) | MAML {paper.get('pre', '?')} | MAML "
-        f"{paper.get('post_1', '?')} | | | oracle {paper.get('oracle', '?')} |"
-    )
-    runs = document["runs"]
-    budget = []
-    for key, run in runs.items():
-        done, planned = run["iterations_done"], run["iterations_planned"]
-        budget.append(
-            f"{key}: {done}{'' if done >= planned else f' of {planned} planned'} iterations of "
-            f"{run['meta_batch_size']} tasks x {run['rollouts_per_task']} rollouts x "
-            f"{run['horizon'] or 200} steps, {run['env_steps'] / 1e6:.1f}M env steps, "
-            f"{run['wall_hours']:.1f} h (best.pt: iteration {run['best_iteration']})"
-        )
-    return "\n".join(
-        [
-            f"{document['tasks']} held-out tasks, {document.get('rollouts') or 20} rollouts per "
-            "task and step, mean return ± 95% CI over tasks "
-            f"(`benchmarks/results/{Path(figure).stem}_eval.json`). Budget: "
-            + "; ".join(budget)
-            + ".",
-            "",
-            *lines,
-            "",
-            f"![{spec['title']}: learning and adaptation curves]({figure})",
-        ]
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -287,7 +219,12 @@ def main() -> None:
             command.add_argument("--partial", action="store_true")
             command.add_argument("--tasks", type=int, default=40)
     args = parser.parse_args()
-    {"train": train, "status": status, "eval": evaluate, "report": report}[args.command](args)
+    if args.command == "report":
+        from locomotion_report import report
+
+        report(README, RESULTS, DOCS, load_runs())
+        return
+    {"train": train, "status": status, "eval": evaluate}[args.command](args)
 
 
 def _raise_keyboard_interrupt(signal_number, frame):

@@ -44,18 +44,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import mujoco
 import ray
 import torch
 from env_step_rate import env_rate, raw_rate
 
-from metarl.config import config_from_dict
+from metarl.config import TrainConfig
+from metarl.config_validation import config_from_dict
+from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.ray_sampler import RayOptions, RaySampler
-from metarl.trainer import build_policy, iteration_tasks, sampler_settings
 
 ENVS = {  # meta-batch shapes
     "HalfCheetahVel": dict(env="metarl/HalfCheetahVel-v0", meta_batch_size=8, rollouts_per_task=20),
@@ -84,10 +84,10 @@ def ratio(runs: dict[str, list], a: str, b: str) -> float:
 
 def measure(sampler, config, policy, iterations: int) -> dict:
     """Steps/s over the meta-batches of iterations 1..n, and Ray's per-iteration overheads."""
-    task_env, params = gym.make(config.env), policy_params(policy)
+    params = policy_params(policy)
     steps, seconds, overheads = 0, 0.0, []
     for iteration in range(1, iterations + 1):
-        tasks = iteration_tasks(task_env, config, iteration)
+        tasks = iteration_tasks(config, iteration)
         start = time.perf_counter()
         batch = sampler.sample(params, tasks, iteration)
         seconds += time.perf_counter() - start
@@ -108,7 +108,7 @@ def measure(sampler, config, policy, iterations: int) -> dict:
 
 def warm_up(sampler, config, policy, workers: int) -> None:
     """One small meta-batch: starts the actors (imports, envs) before anything is timed."""
-    tasks = iteration_tasks(gym.make(config.env), config, 0)[: max(1, workers)]
+    tasks = iteration_tasks(config, 0)[: max(1, workers)]
     sampler.sample(policy_params(policy), tasks, 0)
 
 
@@ -118,7 +118,7 @@ def parallel(function, env_id: str, seconds: float, processes: int, pool) -> flo
 
 
 def bench_env(name: str, values: dict, args, pool) -> dict:
-    config = config_from_dict({**values, "seed": 0, "hidden_sizes": [100, 100]})
+    config = config_from_dict(TrainConfig, {**values, "seed": 0, "hidden_sizes": [100, 100]})
     policy = build_policy(config)
     settings = sampler_settings(config)
     pools = {

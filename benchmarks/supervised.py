@@ -14,8 +14,12 @@ markdown tables:
 
     python benchmarks/supervised.py              # about 20 minutes on one core
     python benchmarks/supervised.py --quick      # a minute: checks the script only
+    python benchmarks/supervised.py --only "omniglot_5way1shot / context vector"
 
 Writes benchmarks/results/supervised.json (unless --quick, which writes beside the runs).
+`--only RUN` (repeatable) trains and evaluates only the named runs and replaces their
+entries in the existing JSON, each with the command that measured it; the other entries
+and the throughput stay as they were.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import argparse
 import dataclasses
 import json
 import platform
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,14 +37,14 @@ from pathlib import Path
 import torch
 
 from metarl.checkpoints import load_checkpoint
-from metarl.config import load_config
+from metarl.config_validation import load_config
 from metarl.runtime import keep_freed_memory
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.evaluate import evaluate_model, model_from_checkpoint
 from metarl.supervised.models import model_params
 from metarl.supervised.problems import STREAMS, build_model, make_task_sampler
 from metarl.supervised.tasks import seeded_rng
-from metarl.supervised.trainer import meta_step, train
+from metarl.supervised.trainer import adam_meta_step, train_supervised
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "supervised.json"
@@ -68,10 +74,10 @@ def run_method(config_name: str, overrides: list[str], runs: Path, quick: bool) 
     overrides = ["torch_threads=1", f"data_path={ROOT / 'data' / 'omniglot'}", *overrides]
     if quick:
         overrides += QUICK
-    config = load_config(ROOT / "configs" / f"{config_name}.yaml", overrides, SupervisedConfig)
+    config = load_config(SupervisedConfig, ROOT / "configs" / f"{config_name}.yaml", overrides)
     run_dir = runs / f"{config_name}-{config.algorithm}-{len(list(runs.iterdir()))}"
     clock = time.perf_counter()
-    train(config, run_dir, show_progress=False)
+    train_supervised(config, run_dir, show_progress=False)
     train_s = time.perf_counter() - clock
     checkpoint = load_checkpoint(run_dir / "best.pt")
     config, model = model_from_checkpoint(checkpoint, str(run_dir / "best.pt"))
@@ -147,7 +153,7 @@ def throughput(rounds: int, seconds: float) -> list[dict]:
     results = []
     for name, (config_name, overrides) in cases.items():
         overrides = [f"data_path={ROOT / 'data' / 'omniglot'}", *overrides]
-        config = load_config(ROOT / "configs" / f"{config_name}.yaml", overrides, SupervisedConfig)
+        config = load_config(SupervisedConfig, ROOT / "configs" / f"{config_name}.yaml", overrides)
         sampler = make_task_sampler(config)
         model = build_model(config)
         optimizer = torch.optim.Adam(model_params(model).values(), lr=config.meta_lr)
@@ -157,10 +163,10 @@ def throughput(rounds: int, seconds: float) -> list[dict]:
         for _ in range(rounds):
             for use_vmap in (True, False):
                 variant = dataclasses.replace(config, vmap=use_vmap)
-                meta_step(model, batch, variant, optimizer)  # warm-up
+                adam_meta_step(model, batch, variant, optimizer)  # warm-up
                 start = time.perf_counter()
                 while time.perf_counter() - start < seconds:
-                    meta_step(model, batch, variant, optimizer)
+                    adam_meta_step(model, batch, variant, optimizer)
                     timings[use_vmap][1] += 1
                 timings[use_vmap][0] += time.perf_counter() - start
         rates = {v: config.meta_batch_size * n / s for v, (s, n) in timings.items()}
@@ -189,40 +195,55 @@ def throughput_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def all_runs() -> dict[str, tuple[str, str, str, list[str]]]:
+    """Run name ("config / method") -> (JSON section, entry key, config, overrides)."""
+    runs = {
+        f"sinusoid / {method}": ("sinusoid", method, "sinusoid", SINUSOID_SCALE + overrides)
+        for method, overrides in SINUSOID_METHODS.items()
+    }
+    for (config_name, method), overrides in OMNIGLOT_RUNS.items():
+        name = f"{config_name} / {method}"
+        runs[name] = ("omniglot", name, config_name, overrides)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny scale, checks the script")
     parser.add_argument("--runs", type=Path, default=None, help="keep the runs here")
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
+    parser.add_argument("--only", action="append", metavar="RUN", help="re-measure this run")
     args = parser.parse_args()
+    unknown = sorted(set(args.only or []) - set(all_runs()))
+    if unknown:
+        parser.error(f"--only: unknown run(s) {unknown}; runs: {list(all_runs())}")
     torch.set_num_threads(1)
     keep_freed_memory()
     runs = args.runs or Path(tempfile.mkdtemp(prefix="metarl-supervised-"))
     runs.mkdir(parents=True, exist_ok=True)
     out = args.out or (runs / "supervised.json" if args.quick else RESULTS)
+    command = shlex.join(["python", "benchmarks/supervised.py", *sys.argv[1:]])
     started = time.perf_counter()
 
-    sinusoid = {}
-    for method, overrides in SINUSOID_METHODS.items():
-        sinusoid[method] = run_method("sinusoid", SINUSOID_SCALE + overrides, runs, args.quick)
-        print(f"sinusoid {method}: trained in {sinusoid[method]['train_s']:.0f} s")
-    omniglot = {}
-    for (config_name, method), overrides in OMNIGLOT_RUNS.items():
+    report = {"sinusoid": {}, "omniglot": {}, "throughput": []}
+    if args.only and out.exists():
+        report = json.loads(out.read_text())
+    for name, (section, key, config_name, overrides) in all_runs().items():
+        if args.only and name not in args.only:
+            continue
         result = run_method(config_name, overrides, runs, args.quick)
-        omniglot[f"{config_name} / {method}"] = result
-        print(f"{config_name} {method}: trained in {result['train_s']:.0f} s")
-    speed = throughput(1 if args.quick else 3, 0.5 if args.quick else 5.0)
-
-    report = {
-        "command": "python benchmarks/supervised.py" + (" --quick" if args.quick else ""),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "total_s": time.perf_counter() - started,
-        "sinusoid": sinusoid,
-        "omniglot": omniglot,
-        "throughput": speed,
-    }
+        report[section][key] = {**result, "command": command} if args.only else result
+        print(f"{name}: trained in {result['train_s']:.0f} s")
+    if not args.only:
+        report["throughput"] = throughput(1 if args.quick else 3, 0.5 if args.quick else 5.0)
+        report.update(
+            command=command,
+            torch=torch.__version__,
+            threads=torch.get_num_threads(),
+            machine=platform.processor() or platform.machine(),
+            total_s=time.perf_counter() - started,
+        )
+    sinusoid, omniglot, speed = report["sinusoid"], report["omniglot"], report["throughput"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print("\nSinusoid query MSE (trained at K=10; mean ± 95% CI over held-out sinusoids)")
@@ -231,7 +252,8 @@ def main() -> None:
     print(omniglot_table(omniglot))
     print("\nThroughput (one thread)")
     print(throughput_table(speed))
-    print(f"\nwritten to {out} in {report['total_s'] / 60:.1f} min; runs in {runs}")
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\nwritten to {out} in {minutes:.1f} min; runs in {runs}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ Each id has an entry point (`gymnasium.make`) and a vector entry point
 
 import gymnasium
 
+from metarl_envs.meta_world import HORIZON as _METAWORLD_HORIZON
+from metarl_envs.meta_world import ML1_ENV_NAMES
+from metarl_envs.meta_world import missing_extra as _metaworld_missing
+
 _NAVIGATION = (
     "metarl_envs.navigation:Navigation2DEnv",
     "metarl_envs.navigation:Navigation2DVectorEnv",
@@ -25,8 +29,33 @@ _SPECS = {
     "metarl/AntVel-v0": (_ANT, 200, {"goal": "velocity"}),
     "metarl/AntDir-v0": (_ANT, 200, {"goal": "direction"}),
 }
-
+# the paper's task distributions (each has an oracle variant and a reward made of info terms)
 ENV_IDS = tuple(_SPECS)
+
+# Meta-World (the `metaworld` extra, imported only when such an env is made): ML1 of each
+# v3 environment, and ML10. The "-v3" is Meta-World's env version.
+_METAWORLD = (
+    "metarl_envs.meta_world:MetaWorldTaskEnv",
+    "metarl_envs.meta_world_vector:metaworld_vector_env",
+)
+METAWORLD_ENV_IDS = (
+    *(f"metarl/ML1-{name}" for name in ML1_ENV_NAMES),
+    "metarl/ML10-v3",
+)
+for _name in ML1_ENV_NAMES:
+    _SPECS[f"metarl/ML1-{_name}"] = (
+        _METAWORLD,
+        _METAWORLD_HORIZON,
+        {"benchmark": "ML1", "env_name": _name},
+    )
+_SPECS["metarl/ML10-v3"] = (_METAWORLD, _METAWORLD_HORIZON, {"benchmark": "ML10"})
+ALL_ENV_IDS = tuple(_SPECS)
+
+
+def missing_extra(env_id: str) -> str | None:
+    """Why `env_id` cannot be made here (naming the extra to install), or None."""
+    return _metaworld_missing() if env_id in METAWORLD_ENV_IDS else None
+
 
 for _env_id, ((_entry_point, _vector_entry_point), _horizon, _kwargs) in _SPECS.items():
     if _env_id not in gymnasium.registry:

@@ -48,15 +48,34 @@ class LocomotionMixin(TaskEnvMixin):
     """The batched step shared by the cheetah and the ant; subclasses add their terms."""
 
     def _advance(self, envs: Sequence, actions: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Clip, apply and simulate `actions` [N, nu]; (clipped actions, qpos, qvel, x velocity)."""
+        """Clip, apply and simulate `actions` [N, nu]; (clipped actions, qpos, qvel, x velocity).
+
+        One pass over the envs with their MjData arrays bound once (`_views`): this
+        Python loop is the sampler's hot path around the physics.
+        """
         actions = np.clip(actions, self.action_space.low, self.action_space.high)
-        x_before = np.array([env.data.qpos[0] for env in envs])
-        for env, action in zip(envs, actions):
-            env.data.ctrl[:] = action
-            mujoco.mj_step(env.model, env.data, nstep=env.frame_skip)
-        qpos = np.stack([env.data.qpos for env in envs])
-        qvel = np.stack([env.data.qvel for env in envs])
+        count = len(envs)
+        x_before = np.empty(count)
+        qpos = np.empty((count, self.model.nq))
+        qvel = np.empty((count, self.model.nv))
+        step = mujoco.mj_step
+        for i, env in enumerate(envs):
+            model, data, ctrl, position, velocity, frames = env._views()
+            x_before[i] = position[0]
+            ctrl[:] = actions[i]
+            step(model, data, frames)
+            qpos[i] = position
+            qvel[i] = velocity
         return actions, qpos, qvel, (qpos[:, 0] - x_before) / self.dt
+
+    def _views(self) -> tuple:
+        """(model, data, ctrl, qpos, qvel, frame_skip): numpy views of this env's MjData."""
+        views = self.__dict__.get("_data_views")
+        if views is None or views[1] is not self.data:
+            data = self.data
+            views = (self.model, data, data.ctrl, data.qpos, data.qvel, self.frame_skip)
+            self._data_views = views
+        return views
 
     def _forward_rewards(self, envs: Sequence, x_velocity: np.ndarray) -> np.ndarray:
         goals = np.array([self.task_family.goal(env._task) for env in envs])

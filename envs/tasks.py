@@ -161,8 +161,14 @@ class TaskEnvMixin:
             dtype=base_space.dtype,
         )
 
-    def sample_tasks(self, n: int) -> list[dict]:
-        """Draw `n` tasks from the env's generator (seeded by `reset(seed=...)`)."""
+    def sample_tasks(self, n: int, split: str = "train") -> list[dict]:
+        """Draw `n` tasks from the env's generator (seeded by `reset(seed=...)`).
+
+        The paper's distributions have no separate test set: both splits draw from
+        the one distribution (held-out tasks come from their own seed stream).
+        """
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if not isinstance(n, int | np.integer) or n < 0:
             raise ValueError(f"number of tasks must be a non-negative integer, got {n!r}")
         return self.task_family.sample(self.np_random, int(n))

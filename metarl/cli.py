@@ -5,20 +5,23 @@ metarl train --resume RUN_DIR [--set iterations=N] [--set RUN_SETTING=VALUE]...
 metarl eval CHECKPOINT_OR_RUN_DIR [--tasks N] [--steps K] [--rollouts R] [--seed S]
             [--baselines pretrained,random,oracle,context] [--out DIR]
 metarl plot RUN_DIR_OR_EVAL_JSON... [-o FILE.png]
+metarl render CHECKPOINT_OR_RUN_DIR [--task-seed N] [--steps 0,1,3] [-o adapt.gif|.mp4]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import metarl
 from metarl.checkpoints import CheckpointError, load_checkpoint
-from metarl.config import ConfigError, load_config, parse_overrides
+from metarl.config import TrainConfig
 from metarl.config_file import read_config_file
+from metarl.config_validation import ConfigError, load_config, parse_overrides
 from metarl.run_dir import RunFileError, writable_dir
 
 
@@ -86,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs", nargs="+", type=Path, help="run directories (metrics.csv) and/or eval.json files"
     )
     plot.add_argument("-o", "--output", type=Path, default=Path("metarl.png"), help="PNG file")
+
+    render = commands.add_parser(
+        "render", help="video of a held-out task before and after adaptation, side by side"
+    )
+    render.add_argument("checkpoint", type=Path, help="an RL checkpoint, or its run directory")
+    render.add_argument("--task-seed", type=int, default=0, help="which held-out task (seed)")
+    render.add_argument(
+        "--steps", default="0,1", help="adaptation steps of each panel, e.g. 0,1,3 (default 0,1)"
+    )
+    render.add_argument(
+        "--rollouts", type=int, default=None, help="rollouts per adaptation step (the config's)"
+    )
+    render.add_argument("--size", type=int, default=240, help="panel width and height in pixels")
+    render.add_argument(
+        "--max-frames", type=int, default=100, help="frames per panel (steps are skipped evenly)"
+    )
+    render.add_argument("-o", "--output", type=Path, default=Path("adapt.gif"), help=".gif or .mp4")
     return parser
 
 
@@ -110,12 +130,12 @@ def run_train(args: argparse.Namespace) -> int:
     if is_supervised_config(args.config):
         from metarl.supervised.config import SupervisedConfig
 
-        config = load_config(args.config, args.overrides, SupervisedConfig)
-        from metarl.supervised.trainer import train as train_supervised
+        config = load_config(SupervisedConfig, args.config, args.overrides)
+        from metarl.supervised.trainer import train_supervised
 
         train_supervised(config, run_dir, show_progress=not args.no_progress)
     else:
-        config = load_config(args.config, args.overrides)
+        config = load_config(TrainConfig, args.config, args.overrides)
         from metarl.trainer import train
 
         train(config, run_dir, show_progress=not args.no_progress)
@@ -199,10 +219,58 @@ def run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_steps(text: str) -> list[int]:
+    try:
+        steps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        steps = []
+    if not steps or any(k < 0 for k in steps):
+        raise ConfigError(f"--steps {text!r}: expected adaptation steps like 0,1,3")
+    return steps
+
+
+def run_render(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless; read when MuJoCo is first imported
+    from metarl.comparisons import checkpoint_path
+    from metarl.resuming import policy_from_checkpoint
+    from metarl.video import check_output
+
+    steps = parse_steps(args.steps)
+    check_output(args.output)
+    for key in ("rollouts", "size", "max_frames"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+    path = checkpoint_path(args.checkpoint)
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("kind") == "supervised":
+        raise ConfigError(f"{path}: render shows RL policies; this is a supervised checkpoint")
+    from metarl.rendering import check_offscreen_gl, render_adaptation
+
+    check_offscreen_gl(str(checkpoint.get("config", {}).get("env", "")))  # before any work
+    config, policy = policy_from_checkpoint(checkpoint)
+
+    out, episodes = render_adaptation(
+        policy, config, steps, args.output, args.task_seed, args.rollouts, args.size,
+        args.max_frames,
+    )  # fmt: skip
+    for k, episode in zip(steps, episodes):
+        success = "" if episode.success is None else f", success {episode.success}"
+        print(f"{k} adaptation steps: return {episode.total_return:.2f}{success}")
+    print(f"wrote {out}")
+    return 0
+
+
 def sampling_errors() -> tuple[type[Exception], ...]:
     """SamplingError (Ray cluster unreachable, workers failing) once sampling is loaded."""
     sampling = sys.modules.get("metarl.sampling")
     return (sampling.SamplingError,) if sampling is not None else ()
+
+
+def render_errors() -> tuple[type[Exception], ...]:
+    """RenderError (no offscreen GL) once rendering is loaded."""
+    rendering = sys.modules.get("metarl.rendering")
+    return (rendering.RenderError,) if rendering is not None else ()
 
 
 def os_error_message(error: OSError) -> str:
@@ -219,9 +287,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"train": run_train, "eval": run_eval, "plot": run_plot}
+        commands = {"train": run_train, "eval": run_eval, "plot": run_plot, "render": run_render}
         return commands[args.command](args)
-    except (ConfigError, CheckpointError, FileExistsError, ValueError, *sampling_errors()) as error:
+    except (
+        ConfigError,
+        CheckpointError,
+        FileExistsError,
+        ValueError,
+        *sampling_errors(),
+        *render_errors(),
+    ) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a full disk, a read-only folder: the last checkpoint stays

@@ -32,6 +32,8 @@ class Rollouts:
     task_ids: torch.Tensor  # int64 [T]: each task's index in the meta-batch
     reward_terms: dict[str, torch.Tensor] = field(default_factory=dict)  # term -> [T, R] sums
     explained_variance: torch.Tensor | None = None  # float64 [T], of the value baseline
+    # float32 [T, R]: 1 where the episode succeeded at some step (envs whose info has "success")
+    successes: torch.Tensor | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -79,6 +81,10 @@ class Rollouts:
         values = self.explained_variance[torch.isfinite(self.explained_variance)]
         return float(values.mean()) if len(values) else math.nan
 
+    def mean_success(self) -> float:
+        """The fraction of episodes that succeeded (nan for envs without a success flag)."""
+        return math.nan if self.successes is None else float(self.successes.double().mean())
+
     def to(self, device: torch.device | str) -> Rollouts:
         """The tensors the losses read, on `device` (the logs' fields stay where they are)."""
         return Rollouts(
@@ -90,6 +96,7 @@ class Rollouts:
             self.task_ids,
             self.reward_terms,
             self.explained_variance,
+            self.successes,
         )
 
     def select(self, positions: torch.Tensor | list[int]) -> Rollouts:
@@ -103,6 +110,7 @@ class Rollouts:
             self.task_ids[index],
             {name: sums[index] for name, sums in self.reward_terms.items()},
             None if self.explained_variance is None else self.explained_variance[index],
+            None if self.successes is None else self.successes[index],
         )
 
     @staticmethod
@@ -115,6 +123,7 @@ class Rollouts:
             None
             if first.explained_variance is None
             else torch.cat([p.explained_variance for p in parts]),
+            None if first.successes is None else torch.cat([p.successes for p in parts]),
         )
         return joined.select(torch.argsort(joined.task_ids, stable=True))
 

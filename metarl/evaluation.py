@@ -59,6 +59,8 @@ class AdaptationCurve:
     step_sizes: list[float]  # the step size of each inner step (empty: not adapted)
     per_task: list[list[float]]  # [tasks][K + 1] mean return of each task's rollouts
     source: str  # where the policy came from
+    # [tasks][K + 1] fraction of each task's episodes that succeeded (Meta-World), else None
+    per_task_success: list[list[float]] | None = None
 
     @property
     def adapted(self) -> bool:
@@ -90,6 +92,20 @@ def adaptation_returns(
     num_envs: int | None = None,
 ) -> np.ndarray:
     """[tasks, len(step_sizes) + 1] mean returns after 0..K inner steps of `policy`."""
+    args = (policy, config, tasks, step_sizes, rollouts, seed, num_envs)
+    return adaptation_outcomes(*args)[0]
+
+
+def adaptation_outcomes(
+    policy: nn.Module,
+    config: TrainConfig,
+    tasks: list[dict],
+    step_sizes: list[float],
+    rollouts: int,
+    seed: int,
+    num_envs: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean returns and success rates (None: the env has none), [tasks, K + 1] each."""
     settings = sampler_settings(config, EVALUATION_STREAM, tuple(step_sizes), rollouts, seed)
     envs = num_envs or max(rollouts, (config.num_envs // rollouts) * rollouts)
     vector_env = make_vector_env(config.env, envs, settings.horizon, settings.env_kwargs)
@@ -99,7 +115,10 @@ def adaptation_returns(
         )
     finally:
         vector_env.close()
-    return np.stack([r.episode_returns().mean(-1).numpy() for r in batch.phases], axis=1)
+    returns = np.stack([r.episode_returns().mean(-1).numpy() for r in batch.phases], axis=1)
+    if batch.valid.successes is None:
+        return returns, None
+    return returns, np.stack([r.successes.mean(-1).numpy() for r in batch.phases], axis=1)
 
 
 def tune_step_size(
@@ -154,10 +173,12 @@ def evaluate_method(
         sizes = []
     else:
         raise ValueError(f"unknown method {method!r}; methods: {list(METHODS)}")
-    returns = adaptation_returns(policy, config, tasks, sizes, rollouts, seed)
+    returns, success = adaptation_outcomes(policy, config, tasks, sizes, rollouts, seed)
     if not sizes:  # not adapted: the same policy at every step
         returns = np.repeat(returns, steps + 1, axis=1)
-    return AdaptationCurve(method, sizes, returns.tolist(), source)
+        success = None if success is None else np.repeat(success, steps + 1, axis=1)
+    per_task_success = None if success is None else success.tolist()
+    return AdaptationCurve(method, sizes, returns.tolist(), source, per_task_success)
 
 
 def random_policy(config: TrainConfig) -> nn.Module:
@@ -213,8 +234,13 @@ def write_results(
             "source": curve.source,
             "per_task": curve.per_task,
         }
+        success = [""] * len(mean)  # blank for envs without a success flag
+        if curve.per_task_success is not None:  # Meta-World: read the success rate
+            success = np.mean(curve.per_task_success, 0).tolist()
+            methods[curve.method]["success"] = success
+            methods[curve.method]["per_task_success"] = curve.per_task_success
         for step, (m, h) in enumerate(zip(mean, half)):
-            rows.append([curve.method, step, m, m - h, m + h])
+            rows.append([curve.method, step, m, m - h, m + h, success[step]])
     document = {
         "env": env_id,
         "tasks": settings.tasks,
@@ -227,7 +253,7 @@ def write_results(
     write_text_file(json_path, json.dumps(document, indent=2))
     with writing(csv_path), csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "step", "mean_return", "ci95_low", "ci95_high"])
+        writer.writerow(["method", "step", "mean_return", "ci95_low", "ci95_high", "success_rate"])
         writer.writerows(rows)
     return json_path, csv_path
 
@@ -240,4 +266,9 @@ def format_table(curves: list[AdaptationCurve]) -> str:
         mean, half = curve.summary()
         cells = "".join(f"{f'{m:.2f} ± {h:.2f}':>18}" for m, h in zip(mean, half))
         lines.append(f"{curve.method:<12}{cells}")
+    if all(c.per_task_success is not None for c in curves):
+        lines.append("success rate (fraction of episodes that succeeded):")
+        for curve in curves:
+            rates = np.mean(curve.per_task_success, 0)
+            lines.append(f"{curve.method:<12}" + "".join(f"{r:>18.2f}" for r in rates))
     return "\n".join(lines)

@@ -172,11 +172,11 @@ def make_sampler(
     return LocalSampler(sampler_settings(config), policy, config.num_envs)
 
 
-def sample_tasks(env_id: str, count: int, seed: int) -> list[dict]:
-    """`count` tasks of the env's distribution, drawn by the env from `seed`."""
+def sample_tasks(env_id: str, count: int, seed: int, split: str = "train") -> list[dict]:
+    """`count` tasks of the env's training (or test) tasks, drawn by the env from `seed`."""
     env = gym.make(env_id)
     env.reset(seed=seed)
-    tasks = env.unwrapped.sample_tasks(count)
+    tasks = env.unwrapped.sample_tasks(count, split)
     env.close()
     return tasks
 
@@ -188,6 +188,11 @@ def iteration_tasks(config: TrainConfig, iteration: int) -> list[dict]:
 
 
 def held_out_tasks(env_id: str, count: int, seed: int, stream: int = HELD_OUT_TASK_STREAM):
-    """Tasks no training iteration draws: evaluation's (or, with TUNING_TASK_STREAM, tuning's)."""
+    """Tasks no training iteration draws: evaluation's (or, with TUNING_TASK_STREAM, tuning's).
+
+    Evaluation's come from the env's test tasks (Meta-World's test set; for ML10 its
+    held-out environments), tuning's from its training tasks.
+    """
     state = np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0]
-    return sample_tasks(env_id, count, int(state))
+    split = "test" if stream == HELD_OUT_TASK_STREAM else "train"
+    return sample_tasks(env_id, count, int(state), split)

@@ -6,7 +6,8 @@ per-task gradients come from one backward pass: theta is expanded to a [T, ...]
 stack and the sum of the task losses is differentiated with respect to the
 stack, each slice receiving its own task's gradient. With `first_order=False` the
 gradient keeps its graph (`create_graph=True`), so differentiating a loss of
-theta' with respect to theta is the second-order MAML gradient.
+theta' with respect to theta is the second-order MAML gradient. The stacking and the
+gradient step are `metarl.params`'s, shared with supervised MAML.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from torch import nn
 
 from metarl.episodes import Rollouts
-from metarl.policies import Params, gaussian_log_prob, policy_outputs
+from metarl.params import Params, gradient_step, stack_params
+from metarl.policies import gaussian_log_prob, policy_outputs
 
 
 class NonFiniteError(ValueError):
@@ -35,11 +37,6 @@ def reinforce_loss(policy: nn.Module, params: Params, rollouts: Rollouts) -> tor
     log_probs = gaussian_log_prob(mean, log_std, rollouts.step_actions)
     count = rollouts.step_mask.sum(-1).clamp(min=1.0)
     return -(log_probs * rollouts.step_advantages).sum(-1) / count
-
-
-def stack_params(params: Params, num_tasks: int) -> Params:
-    """Expand shared parameters to a per-task stack [T, ...] (a view, still a function of theta)."""
-    return {name: p.unsqueeze(0).expand(num_tasks, *p.shape) for name, p in params.items()}
 
 
 def adapt(
@@ -76,20 +73,3 @@ def adapt(
             loss = reinforce_loss(policy, current, batch).sum()
             current = gradient_step(current, loss, names, step_size, first_order)
     return current
-
-
-def gradient_step(
-    params: Params, loss: torch.Tensor, names: list[str], step_size: float, first_order: bool
-) -> Params:
-    """params with params[n] - step_size * d loss / d params[n] for each n in `names`.
-
-    The gradient keeps its graph unless `first_order`, so the result stays differentiable
-    to second order. A sum of per-task losses over per-task stacks gives each task its
-    own gradient. Shared by the RL and the supervised inner loops.
-    """
-    with torch.enable_grad():
-        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not first_order)
-    updated = dict(params)
-    for name, grad in zip(names, grads):
-        updated[name] = params[name] - step_size * grad
-    return updated

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-Params = dict[str, torch.Tensor]
+from metarl.params import Params
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 

@@ -27,9 +27,9 @@ from metarl.checkpoints import (
     load_checkpoint,
     set_global_rng_state,
 )
-from metarl.config import (
+from metarl.config import TrainConfig
+from metarl.config_validation import (
     ConfigError,
-    TrainConfig,
     config_from_dict,
     config_to_yaml,
     load_config,
@@ -72,7 +72,7 @@ def policy_from_checkpoint(checkpoint: dict) -> tuple[TrainConfig, GaussianMLPPo
     if checkpoint.get("kind") != KIND:
         raise CheckpointError(f"not an RL training checkpoint (kind {checkpoint.get('kind')!r})")
     try:
-        config = config_from_dict(checkpoint["config"], "checkpoint config")
+        config = config_from_dict(TrainConfig, checkpoint["config"], "checkpoint config")
     except ConfigError as error:
         raise CheckpointError(f"{error} (written by metarl {_writer(checkpoint)})") from None
     policy = build_policy(config)
@@ -110,7 +110,7 @@ def resume_point(run_dir: Path, overrides: dict | None = None) -> ResumePoint:
     that differs from the checkpoint's config is refused, naming the keys.
     """
     run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(TrainConfig, run_dir / "config.yaml")
     path = run_dir / CHECKPOINT
     checkpoint = load_checkpoint(path)
     check_algorithm_version(checkpoint, path)
@@ -123,7 +123,9 @@ def resume_point(run_dir: Path, overrides: dict | None = None) -> ResumePoint:
             f"--resume: {refused} cannot change in a resumed run; these can: {sorted(allowed)}"
         )
     config = config_from_dict(
-        {**dataclasses.asdict(config), **overrides}, f"{run_dir / 'config.yaml'} with --set"
+        TrainConfig,
+        {**dataclasses.asdict(config), **overrides},
+        f"{run_dir / 'config.yaml'} with --set",
     )
     saved, wanted = dataclasses.asdict(saved_config), dataclasses.asdict(config)
     changed = sorted(k for k in wanted if k not in allowed and saved[k] != wanted[k])

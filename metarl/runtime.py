@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from metarl.config import ConfigError
+from metarl.config_validation import ConfigError
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -39,6 +39,18 @@ def keep_freed_memory() -> bool:
     ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     ok &= mallopt(_M_TOP_PAD, 256 * 1024 * 1024)
     return bool(ok)
+
+
+def learner_device(name: str) -> torch.device:
+    """The torch device for a config's `device` key: auto, cpu or cuda."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "key 'device': cuda, but torch sees no CUDA device here (a CPU build of torch, "
+            "or no GPU); use device: auto or cpu"
+        )
+    return torch.device(name)
 
 
 def machine_memory_bytes() -> int:

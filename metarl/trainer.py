@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from metarl.checkpoints import save_checkpoint
-from metarl.config import TrainConfig, config_to_yaml
+from metarl.config import TrainConfig
+from metarl.config_validation import config_to_yaml
 from metarl.episodes import MetaBatch
 from metarl.experiment import (
     HVP_SUBSAMPLE_STREAM,
@@ -40,7 +41,7 @@ from metarl.metrics import MetricsLogger
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
 from metarl.resuming import BEST, CHECKPOINT, TrainingState, checkpoint_payload, resume_point
 from metarl.run_dir import RunDirLock, existing_run_dir, new_run_dir, write_text_file
-from metarl.runtime import keep_freed_memory, set_torch_threads, stop_on_signals
+from metarl.runtime import keep_freed_memory, learner_device, set_torch_threads, stop_on_signals
 
 
 def phase_names(inner_steps: int) -> list[str]:
@@ -49,10 +50,12 @@ def phase_names(inner_steps: int) -> list[str]:
 
 
 def meta_batch_columns(meta_batch: MetaBatch) -> dict[str, float]:
-    """Per phase: the return, reward terms, episode length and value-baseline fit."""
+    """Per phase: the return, success rate, reward terms, episode length and baseline fit."""
     columns: dict[str, float] = {}
     for name, rollouts in zip(phase_names(len(meta_batch.train)), meta_batch.phases):
         columns[f"return_{name}"] = rollouts.mean_return()
+        if rollouts.successes is not None:  # Meta-World: the fraction of episodes that succeeded
+            columns[f"success_{name}"] = rollouts.mean_success()
         for term, value in rollouts.mean_reward_terms().items():
             columns[f"{term}_{name}"] = value
         columns[f"episode_length_{name}"] = rollouts.mean_episode_length()
@@ -84,6 +87,7 @@ class Training:
         keep_freed_memory()
         set_torch_threads(config.torch_threads)
         self.config = config
+        self.device = learner_device(config.device)
         self.policy = build_policy(config) if policy is None else policy
         self.settings = meta_step_settings(config)
         self.last_phase = phase_names(algorithm_setup(config).inner_steps)[-1]
@@ -101,8 +105,13 @@ class Training:
 
         clock = time.perf_counter()
         rng = stream_rng(self.config.seed, HVP_SUBSAMPLE_STREAM, iteration)
-        params = policy_params(self.policy)
-        new_params, stats = meta_step(self.policy, params, meta_batch, self.settings, rng)
+        params = policy_params(self.policy)  # the sampler's copy, on CPU
+        learner_params = {name: p.detach().to(self.device) for name, p in params.items()}
+        learner_batch = meta_batch.to(self.device)  # the same tensors on CPU
+        new_params, stats = meta_step(
+            self.policy, learner_params, learner_batch, self.settings, rng
+        )
+        new_params = {name: p.cpu() for name, p in new_params.items()}
         update_s = time.perf_counter() - clock
 
         row = {

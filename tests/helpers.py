@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from metarl.config import TrainConfig, config_from_dict
+from metarl.config import TrainConfig
+from metarl.config_validation import config_from_dict
 
 
 def small_navigation_config(**changes) -> TrainConfig:
@@ -19,4 +20,4 @@ def small_navigation_config(**changes) -> TrainConfig:
         torch_threads=1,
     )
     values.update(changes)
-    return config_from_dict(values)
+    return config_from_dict(TrainConfig, values)

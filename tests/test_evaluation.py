@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -336,3 +337,44 @@ def test_plot_reads_supervised_runs_and_evaluations(tmp_path):
     figure = tmp_path / "sinusoid.png"
     assert main(["plot", str(run), "-o", str(figure)]) == 0
     assert struct.unpack(">II", figure.read_bytes()[16:24]) == (1280, 480)
+
+
+# ---- committed run directories (benchmarks/runs) ----------------------------------------
+
+COMMITTED = ("config.yaml", "metrics.csv", "checkpoint.pt", "best.pt", "tensorboard")
+
+
+def test_a_committed_run_directory_resumes_exactly_elsewhere(tmp_path):
+    """What a clone holds of a run (no lock, no Ray logs, another path) continues it exactly."""
+    config = small_config(iterations=3)
+    straight = metrics(train(config, tmp_path / "straight", show_progress=False))
+    started = train(dataclasses.replace(config, iterations=2), tmp_path / "here", False)
+    (started / "ray").mkdir()  # what .gitignore leaves out
+    clone = tmp_path / "clone" / "benchmarks" / "runs" / "nav"
+    clone.mkdir(parents=True)
+    for name in COMMITTED:
+        source = started / name
+        if source.is_dir():
+            shutil.copytree(source, clone / name)
+        else:
+            shutil.copy2(source, clone / name)
+    assert main(["train", "--resume", str(clone), "--set", "iterations=3", "--no-progress"]) == 0
+    assert metrics(clone) == straight
+
+
+@pytest.mark.parametrize(
+    "best",
+    sorted((Path(__file__).parents[1] / "benchmarks" / "runs").glob("*/best.pt")),
+    ids=lambda path: path.parent.name,
+)
+def test_smoke_every_committed_policy_evaluates(best, tmp_path, capsys):
+    """`metarl eval benchmarks/runs/NAME/best.pt` works on a fresh clone (one short task)."""
+    checkpoint = load_checkpoint(best)
+    assert checkpoint["kind"] == "rl"
+    code = main(
+        ["eval", str(best), "--tasks", "1", "--steps", "1", "--rollouts", "1", "--no-progress"]
+        + ["--out", str(tmp_path)]
+    )
+    assert code == 0, capsys.readouterr().err
+    document = json.loads((tmp_path / "eval.json").read_text())
+    assert len(document["methods"]) == 1 and len(next(iter(document["methods"].values()))["mean"])

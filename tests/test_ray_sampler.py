@@ -30,7 +30,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_training import assert_meta_batches_equal, read_metrics, without_timings
 
 from metarl.checkpoints import load_checkpoint
-from metarl.config import ConfigError, load_config
+from metarl.config import TrainConfig
+from metarl.config_validation import ConfigError, load_config
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
 from metarl.sampling import SamplingError, ray_cluster, ray_reaper
@@ -234,7 +235,7 @@ def test_training_on_a_two_node_cluster_survives_a_lost_worker(loopback_cluster,
     assert [b - a for a, b in zip([0, *steps], steps)] == [full] * iterations
     assert int(rows[-1]["actor_restarts"]) >= 1
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(TrainConfig, run_dir / "config.yaml")
     assert config.ray_address == cluster.address
     local_config = dataclasses.replace(config, sampler="local", ray_address=None)
     local = read_metrics(train(local_config, tmp_path / "local", show_progress=False))
@@ -451,7 +452,7 @@ def test_an_address_that_never_answers_fails_within_the_connect_timeout(monkeypa
 )
 def test_bad_ray_settings_name_the_key(override, message):
     with pytest.raises(ConfigError) as error:
-        load_config(ROOT / "configs/navigation.yaml", [override])
+        load_config(TrainConfig, ROOT / "configs/navigation.yaml", [override])
     assert message in str(error.value)
 
 
@@ -547,7 +548,7 @@ def test_killed_and_hung_actors_are_replaced_and_their_tasks_resampled(local_ray
     local = LocalSampler(sampler_settings(config), policy, 20)
     expected = local.sample(params, tasks, 0)
     local.close()
-    options = RayOptions(num_workers=2, envs_per_worker=5, timeout_s=3.0)  # chunks of 1 task
+    options = RayOptions(num_workers=2, envs_per_worker=5, timeout_s=8.0)  # chunks of 1 task
     sampler = RaySampler(sampler_settings(config), policy, options)
     caplog.set_level(logging.WARNING, logger="metarl.sampling.ray_sampler")
     try:
@@ -564,7 +565,7 @@ def test_killed_and_hung_actors_are_replaced_and_their_tasks_resampled(local_ray
     logged = [r.getMessage() for r in caplog.records if "replacing it" in r.getMessage()]
     assert len(logged) == 2, logged
     assert "failed (ActorDiedError" in logged[0] and "re-sampling tasks" in logged[0]
-    assert "timed out after 3 s" in logged[1] and "re-sampling tasks" in logged[1]
+    assert "timed out after 8 s" in logged[1] and "re-sampling tasks" in logged[1]
 
 
 def test_a_chunk_that_keeps_failing_stops_with_a_clear_error(local_ray):

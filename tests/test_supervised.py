@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.config import ConfigError, config_from_dict
-from metarl.supervised.baselines import MultitaskRegressors, tune_step_size
+from metarl.config_validation import ConfigError, config_from_dict
+from metarl.supervised.comparisons import MultitaskRegressors, tune_eval_lr
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.evaluate import mean_ci95
-from metarl.supervised.maml import InnerLoop, adapt, adaptation_curve, query_losses
+from metarl.supervised.maml import InnerLoop, adapt_on_support, query_curve, query_losses
 from metarl.supervised.models import (
     ConvNet,
     OmniglotMLP,
@@ -101,7 +101,7 @@ def test_context_vector_adapts_only_z_and_its_meta_gradient_is_exact():
     batch = sample_sinusoid_tasks(np.random.default_rng(0), 3, 4, 5).to(torch.float64)
     inner = InnerLoop("mse", steps=2, step_size=0.1, names=("context",))
     params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
-    adapted = adapt(model, params, batch.support_x, batch.support_y, inner)
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, inner)
     assert adapted["context"].shape == (3, 2)  # one z per task
     assert all(adapted[n] is params[n] for n in params if n != "context")
     assert not torch.allclose(adapted["context"][0], adapted["context"][1])
@@ -112,15 +112,59 @@ def test_context_vector_adapts_only_z_and_its_meta_gradient_is_exact():
         torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-7, msg=name)
 
 
-def test_context_channels_reach_the_conv_net_only_through_padded_borders():
-    """Batch norm removes a constant input offset; z acts where zero padding breaks it."""
+def test_conv_context_is_one_free_value_per_pixel_that_batch_norm_keeps():
+    """z is image-shaped; batch norm removes a constant z but not its pattern over the pixels.
+
+    (A z broadcast over the pixels, as before, is a constant channel: it reached the
+    logits only through the zero-padded border.)
+    """
     torch.manual_seed(0)
     model = ConvNet(3, filters=4, context_dim=2).double()
+    assert model.context.shape == (2, 28, 28) and not model.context.any()
     x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
-    z = model.context.detach().clone().requires_grad_()
-    out = torch.func.functional_call(model, {**model_params(model), "context": z}, (x,))
-    (grad,) = torch.autograd.grad(out.square().sum(), [z])
-    assert grad.abs().max() > 1e-6
+    z = torch.randn(2, 28, 28, dtype=torch.float64).requires_grad_()
+
+    def logit_sum(context):
+        params = {**model_params(model), "context": context}
+        return torch.func.functional_call(model, params, (x,))[:, 0].sum()
+
+    (grad,) = torch.autograd.grad(logit_sum(z), [z])
+    for pixel in ((0, 14, 14), (1, 9, 20)):
+        shifted = {}
+        for sign in (1, -1):
+            q = z.detach().clone()
+            q[pixel] += sign * 1e-6
+            shifted[sign] = logit_sum(q).item()
+        numeric = (shifted[1] - shifted[-1]) / 2e-6
+        assert abs(numeric) > 1e-4
+        assert grad[pixel].item() == pytest.approx(numeric, rel=1e-6)
+    per_pixel = grad.abs().sum(dim=(1, 2))  # what changing z pixel by pixel can do
+    constant = grad.sum(dim=(1, 2)).abs()  # the derivative along z + c (every pixel)
+    assert (per_pixel > 1).all()
+    assert (constant < 0.05 * per_pixel).all()
+
+
+def test_conv_context_adapts_only_z_per_task_and_its_meta_gradient_is_exact():
+    torch.manual_seed(0)
+    model = ConvNet(3, filters=2, context_dim=1, image_size=6).double()
+    x = torch.rand(2, 6, 1, 6, 6, dtype=torch.float64)
+    y = torch.tensor([[0, 1, 2, 0, 1, 2], [2, 0, 1, 1, 2, 0]])
+    batch = TaskBatch(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:])
+    inner = InnerLoop("cross_entropy", steps=2, step_size=0.4, names=("context",))
+    params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, inner)
+    assert adapted["context"].shape == (2, 1, 6, 6)  # one image-shaped z per task
+    assert all(adapted[n] is params[n] for n in params if n != "context")
+    assert (adapted["context"][0] - adapted["context"][1]).abs().max() > 1e-4
+    loss = meta_loss(model, params, batch, inner)
+    grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    some = ("context", "features.0.1.weight", "features.2.0.bias", "head.bias")
+    expected = finite_difference_gradient(
+        lambda p: meta_loss(model, {**params, **p}, batch, inner), {n: params[n] for n in some}
+    )
+    assert expected["context"].abs().max() > 1e-4
+    for name, numeric in expected.items():
+        torch.testing.assert_close(grads[name], numeric, rtol=1e-5, atol=1e-8, msg=name)
 
 
 def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters():
@@ -131,7 +175,7 @@ def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters():
     g_exact = torch.autograd.grad(meta_loss(model, params, batch, exact), list(params.values()))
     g_first = torch.autograd.grad(meta_loss(model, params, batch, first), list(params.values()))
     # first order: the mean over tasks of grad L_query(theta'_i) with theta'_i held fixed
-    adapted = adapt(model, params, batch.support_x, batch.support_y, first)
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, first)
     expected = [torch.zeros_like(p) for p in params.values()]
     for task in range(batch.num_tasks):
         fixed = {n: adapted[n][task].detach().requires_grad_() for n in params}
@@ -150,7 +194,7 @@ def test_inner_step_adapts_each_task_with_its_own_gradient():
     model, batch = tiny_regression(2)
     params = dict(model.named_parameters())
     inner = InnerLoop("mse", steps=1, step_size=0.05)
-    adapted = adapt(model, params, batch.support_x, batch.support_y, inner)
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, inner)
     for task in range(batch.num_tasks):
         out = torch.func.functional_call(model, params, (batch.support_x[task],))
         loss = (out - batch.support_y[task]).pow(2).mean()
@@ -195,10 +239,10 @@ def test_batch_norm_uses_each_tasks_own_batch_statistics():
     torch.testing.assert_close(batched_forward(model, params, x[:1])[0], alone[0])
 
 
-def test_adaptation_curve_matches_plain_gradient_descent():
+def test_query_curve_matches_plain_gradient_descent():
     model, batch = tiny_regression(3)
     params = dict(model.named_parameters())
-    curve = adaptation_curve(model, params, [batch], InnerLoop("mse", steps=2, step_size=0.1))
+    curve = query_curve(model, params, [batch], InnerLoop("mse", steps=2, step_size=0.1))
     current = {n: p.detach().clone().requires_grad_() for n, p in params.items()}
     task = 1
     for step in range(3):
@@ -234,13 +278,13 @@ def test_multitask_regressors_train_independently_and_average():
     assert not torch.allclose(first[0], first[1])
 
 
-def test_tune_step_size_picks_the_lowest_fine_tuned_loss():
+def test_tune_eval_lr_picks_the_lowest_fine_tuned_loss():
     model, tasks = tiny_regression(4)
     batch = TaskBatch(tasks.support_x, tasks.support_y, tasks.support_x, tasks.support_y)
     params = dict(model.named_parameters())
     inner = InnerLoop("mse", steps=3, step_size=0.0)
     grid = [1e-4, 0.01, 0.03, 1e4]
-    chosen, scores = tune_step_size(model, params, [batch], inner, grid)
+    chosen, scores = tune_eval_lr(model, params, [batch], inner, grid)
     assert scores[1e4] > 1e6  # diverged
     assert chosen == min(scores, key=scores.get) and chosen in (0.01, 0.03)
 
@@ -339,16 +383,16 @@ def test_bad_config_names_the_key(values, key):
     if values["problem"] == "omniglot" and "data_path" not in values:
         values = {**values, "data_path": str(DATA)}
     with pytest.raises(ConfigError, match=key):
-        config_from_dict(values, "test", SupervisedConfig)
+        config_from_dict(SupervisedConfig, values, "test")
 
 
 def test_shipped_configs_are_valid():
-    from metarl.config import load_config
+    from metarl.config_validation import load_config
 
     root = DATA.parents[1]
     for name in ("sinusoid", "omniglot_5way1shot", "omniglot_5way5shot", "omniglot_20way1shot"):
         config = load_config(
-            root / "configs" / f"{name}.yaml", [f"data_path={DATA}"], SupervisedConfig
+            SupervisedConfig, root / "configs" / f"{name}.yaml", [f"data_path={DATA}"]
         )
         assert config.algorithm == "maml" and not config.first_order
 
@@ -357,7 +401,7 @@ def test_evaluation_counts_diverged_tasks_and_averages_the_rest():
     from metarl.supervised.evaluate import evaluate_model
     from metarl.supervised.problems import build_model
 
-    config = config_from_dict({"problem": "sinusoid", "eval_query": 20}, "test", SupervisedConfig)
+    config = config_from_dict(SupervisedConfig, {"problem": "sinusoid", "eval_query": 20}, "test")
     model = build_model(config)
     rows = {r["step"]: r for r in evaluate_model(model, config, 1e20, 10, 2, seed=0)}
     assert rows[0]["diverged"] == 0 and np.isfinite(rows[0]["mean"])

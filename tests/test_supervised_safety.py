@@ -16,7 +16,7 @@ import torch
 import metarl.supervised.trainer as supervised_trainer
 from metarl.checkpoints import load_checkpoint
 from metarl.cli import main
-from metarl.config import load_config
+from metarl.config_validation import load_config
 from metarl.metrics import read_rows
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.problems import build_model, memory_estimate, parameter_count
@@ -137,12 +137,12 @@ def test_a_stop_writes_a_checkpoint_and_says_so(tmp_path, number, code, reason):
 def test_the_shipped_omniglot_configs_find_their_data_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/omniglot here
     for name in ("omniglot_5way1shot", "omniglot_5way5shot", "omniglot_20way1shot"):
-        config = load_config(ROOT / "configs" / f"{name}.yaml", [], SupervisedConfig)
+        config = load_config(SupervisedConfig, ROOT / "configs" / f"{name}.yaml", [])
         assert Path(config.data_path) == ROOT / "data" / "omniglot"
     # on the command line a relative path is the shell's: relative to the working directory
     (tmp_path / "mine").symlink_to(ROOT / "data" / "omniglot")
     path = ROOT / "configs" / "omniglot_5way1shot.yaml"
-    assert load_config(path, ["data_path=mine"], SupervisedConfig).data_path == "mine"
+    assert load_config(SupervisedConfig, path, ["data_path=mine"]).data_path == "mine"
 
 
 @pytest.mark.parametrize(
@@ -158,6 +158,6 @@ def test_the_shipped_omniglot_configs_find_their_data_from_any_folder(tmp_path, 
     ],
 )
 def test_the_memory_estimate_counts_the_parameters_build_model_makes(name, overrides):
-    config = load_config(ROOT / "configs" / f"{name}.yaml", overrides, SupervisedConfig)
+    config = load_config(SupervisedConfig, ROOT / "configs" / f"{name}.yaml", overrides)
     assert parameter_count(config) == sum(p.numel() for p in build_model(config).parameters())
     assert memory_estimate(config) >= 4 * parameter_count(config) * config.meta_batch_size

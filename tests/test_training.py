@@ -9,16 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from helpers import small_navigation_config
 
+import metarl_envs
 from metarl.cli import is_supervised_config, main
-from metarl.config import ConfigError, TrainConfig, load_config
+from metarl.config import TrainConfig
+from metarl.config_validation import ConfigError, load_config
 from metarl.episodes import MetaBatch
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
-from metarl.policies import policy_params
+from metarl.policies import GaussianMLPPolicy, gaussian_mlp, policy_params
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.meta_batch import sample_meta_batch
-from metarl.sampling.rollouts import make_vector_env
+from metarl.sampling.rollouts import WaveActions, make_vector_env
 from metarl.trainer import train
 from metarl.value_baseline import estimate_advantages
 
@@ -57,6 +60,53 @@ def test_local_sampler_result_does_not_depend_on_envs_stepped_at_once(env_id):
     assert_meta_batches_equal(batches[0], batches[2])
     # the inner steps changed the policy: post-adaptation rollouts differ from theta's
     assert not torch.equal(batches[0].train[0].actions, batches[0].valid.actions)
+
+
+@pytest.mark.parametrize(
+    "rollouts, observation_dim, hidden_sizes, activation, context",
+    [
+        (3, 17, [16, 16], "tanh", 0),  # shapes where unpadded baddbmm changed with the batch
+        (2, 17, [100, 100], "relu", 0),
+        (20, 2, [64, 64], "tanh", 0),
+        (40, 27, [100, 100], "relu", 0),
+        (5, 2, [16], "tanh", 4),
+    ],
+)
+def test_a_tasks_actions_do_not_depend_on_the_tasks_beside_it(
+    rollouts, observation_dim, hidden_sizes, activation, context
+):
+    """WaveActions computes each task's actions bitwise alike alone and in any wave."""
+    policy = GaussianMLPPolicy(observation_dim, 6, hidden_sizes, activation, 0.0, context)
+    generator = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    reference = None
+    for size in (1, 2, 3, 5, 8, 13):
+        for position in sorted({0, size // 2, size - 1}):
+            # per-task parameters (as after an inner step), the same for our task
+            stacks = {
+                n: torch.randn(size, *p.shape, generator=generator)
+                for n, p in policy.named_parameters()
+            }
+            for n, p in policy.named_parameters():
+                stacks[n][position] = p.detach() * 1.5
+            noise = rng.standard_normal((size, rollouts, 4, 6)).astype(np.float32)
+            noise[position] = np.linspace(-1, 1, rollouts * 24, dtype=np.float32).reshape(
+                rollouts, 4, 6
+            )
+            observations = rng.standard_normal((size, rollouts, observation_dim)).astype(np.float32)
+            observations[position] = np.cos(np.arange(rollouts * observation_dim)).reshape(
+                rollouts, observation_dim
+            )
+            actions = WaveActions(policy, stacks, range(size), noise)(observations, 2)[position]
+            if reference is None:
+                reference = actions
+            assert torch.equal(actions, reference), (size, position)
+    # and the padded batched computation is the policy's own (up to rounding)
+    params = {n: p.detach() * 1.5 for n, p in policy.named_parameters()}
+    obs = torch.from_numpy(np.cos(np.arange(rollouts * observation_dim, dtype=np.float32)))
+    mean, log_std = gaussian_mlp(params, obs.reshape(rollouts, observation_dim), activation)
+    eps = torch.linspace(-1, 1, rollouts * 24).reshape(rollouts, 4, 6)[:, 2]
+    torch.testing.assert_close(reference, mean + eps * log_std.exp(), rtol=1e-5, atol=1e-5)
 
 
 def test_tasks_sampled_in_chunks_equal_the_whole_meta_batch():
@@ -120,9 +170,14 @@ def test_every_config_loads(path):
     if is_supervised_config(path):
         from metarl.supervised.config import SupervisedConfig
 
-        assert isinstance(load_config(path, cls=SupervisedConfig), SupervisedConfig)
+        assert isinstance(load_config(SupervisedConfig, path), SupervisedConfig)
         return
-    config = load_config(path)
+    env = yaml.safe_load(path.read_text())["env"]
+    if metarl_envs.missing_extra(env):  # Meta-World configs need the extra, and say so
+        with pytest.raises(ConfigError, match=r'pip install -e "\.\[metaworld\]"'):
+            load_config(TrainConfig, path)
+        return
+    config = load_config(TrainConfig, path)
     assert isinstance(config, TrainConfig)
     assert config.inner_lr == 0.1 and config.max_kl == 0.01  # the paper's settings
 
@@ -150,7 +205,7 @@ def test_config_files_exist_for_every_paper_experiment():
 )
 def test_bad_config_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as error:
-        load_config(CONFIGS[0], overrides)
+        load_config(TrainConfig, CONFIGS[0], overrides)
     assert message in str(error.value)
 
 
@@ -158,7 +213,7 @@ def test_unknown_key_in_yaml_is_refused(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("env: metarl/Navigation2D-v0\nmeta_batch: 10\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['meta_batch'\]"):
-        load_config(path)
+        load_config(TrainConfig, path)
 
 
 def test_cli_reports_config_errors_before_any_work(tmp_path, capsys):
@@ -207,7 +262,7 @@ def test_smoke_train_cli_writes_the_run_directory(tmp_path):
         args += ["--set", override]
     assert main([*args, "--run-dir", str(run_dir), "--no-progress"]) == 0
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(TrainConfig, run_dir / "config.yaml")
     assert config.iterations == 2 and config.inner_steps == 2 and config.hidden_sizes == [16, 16]
     rows = read_metrics(run_dir)
     assert [int(r["iteration"]) for r in rows] == [0, 1]
@@ -273,6 +328,7 @@ def test_navigation_learns_to_adapt(tmp_path):
     About 45 s on the 2-core CI machine: under the one-minute budget for the default run.
     """
     config = load_config(
+        TrainConfig,
         Path(__file__).parents[1] / "configs" / "navigation.yaml",
         ["iterations=40", "hidden_sizes=[64, 64]", "activation=tanh"],
     )

@@ -2,16 +2,21 @@
 
 Every rollout has its own seed, derived from (run seed, stream, iteration, task id,
 phase, rollout index): the env is reset with it and the action noise
-a = mean + std * eps draws eps from a generator of its own. The actions of a
-task's R rollouts come from one policy call on that task's [R, obs] block, on
-one thread, and each task's advantages are computed alone. A task's computation
-then has the same shapes and the same kernels whatever the other tasks of the
-batch, so its rollouts are bitwise the same however many envs step at once, and
-whichever process (local or a Ray actor) sampled them. One call for all tasks
-would be faster but is not invariant: a task's slice of a batch starts at a
-batch-dependent memory alignment, a single task folds into a plain mm instead of
-a bmm, and vectorized tanh/exp take a scalar path on a tensor's tail; each
-changed the last bit of actions (measured while writing the sampler tests).
+a = mean + std * eps draws eps from a generator of its own.
+
+The actions of all tasks stepped at once (a wave) come from one policy call per
+time step, and a task's actions must not depend on the other tasks beside it, or
+rollouts would change with the number of envs, workers and chunks. Each layer is
+one `torch.baddbmm` over a per-task stack: task j's [R, in] block times its own
+[in, out] weights. A plain 2D matmul is not invariant (a row's result changes
+with the number of rows), nor is baddbmm on arbitrary shapes (some small shapes
+changed with the batch size: measured). What makes it invariant is the layout:
+every task's blocks have the same shape and start on 64-byte boundaries, with
+rows padded with zeros to multiples of 16 floats, so each batch entry is the
+same gemm on the same layout whatever the batch. Zero padding changes no value
+(zero weights and biases; relu(0) = tanh(0) = 0), elementwise ops are
+lane-independent, and tests/test_training.py checks a task's actions alone and in
+batches of many sizes and positions. Each task's advantages are computed alone.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from torch import nn
 
 from metarl.episodes import Rollouts
 from metarl.inner import NonFiniteError
-from metarl.policies import Params, gaussian_mlp
+from metarl.policies import ACTIVATIONS, Params
 from metarl.runtime import torch_threads
 from metarl.value_baseline import estimate_advantages
 
@@ -67,26 +72,66 @@ def task_params(policy: nn.Module, params: Params, position: int) -> Params:
     }
 
 
-class TaskActions:
-    """Actions of one task's R rollouts: a = mean(s) + std * eps, eps fixed per rollout.
+PAD = 16  # floats: 64 bytes
 
-    Everything is computed on this task's own freshly allocated (64-byte aligned)
-    tensors with the same shapes for every task, so the same kernels see the same
-    data whatever else is sampled beside it: kernels take different paths for
-    differently aligned memory, and a slice of a batch can start anywhere.
+
+def _padded(size: int) -> int:
+    return -(-size // PAD) * PAD
+
+
+class WaveActions:
+    """Actions of the R rollouts of each task of a wave: a = mean(s) + std * eps.
+
+    Each layer is `torch.baddbmm` over [W tasks, R, in] with the tasks' own weights
+    [W, in, out], in zero-padded 64-byte-aligned blocks (see the module docstring).
+    eps is fixed per rollout (its own generator); std = exp(log_std) is computed per
+    task on its own tensor.
     """
 
-    def __init__(self, policy: nn.Module, params: Params, noise: np.ndarray):
-        self.activation = policy.activation
-        self.params = {name: p[0].contiguous() for name, p in params.items()}  # drop the [1]
-        std = self.params["log_std"].exp()
-        self.scaled_noise = torch.from_numpy(noise).clone() * std  # [R, H, a]
+    def __init__(self, policy: nn.Module, params: Params, tasks: range, noise: np.ndarray):
+        self.activation = ACTIVATIONS[policy.activation]
+        count = len(tasks)
+        stacks = {name: _task_stack(policy, params, name, tasks) for name in params}
+        self.layers = []
+        index = 0
+        while f"layers.{index}.weight" in stacks:
+            weight, bias = stacks[f"layers.{index}.weight"], stacks[f"layers.{index}.bias"]
+            out_size, in_size = weight.shape[1:]
+            padded_weight = torch.zeros(count, _padded(in_size), _padded(out_size))
+            padded_weight[:, :in_size, :out_size] = weight.transpose(1, 2)
+            padded_bias = torch.zeros(count, 1, _padded(out_size))
+            padded_bias[:, 0, :out_size] = bias
+            self.layers.append((padded_weight, padded_bias))
+            index += 1
+        self.action_dim = out_size
+        self.observation_dim = policy.observation_dim
+        self.context = stacks.get("context")  # [W, c] or None
+        self.inputs = torch.zeros(count, noise.shape[1], self.layers[0][0].shape[1])
+        if self.context is not None:  # fixed inputs beside the observation
+            width = self.context.shape[1]
+            self.inputs[:, :, self.observation_dim : self.observation_dim + width] = self.context[
+                :, None, :
+            ]
+        std = torch.stack([stacks["log_std"][j].exp() for j in range(count)])  # per task
+        self.scaled_noise = torch.from_numpy(noise) * std[:, None, None, :]  # [W, R, H, a]
 
     def __call__(self, observations: np.ndarray, t: int) -> torch.Tensor:
-        """Actions [R, a] for this task's observations [R, d] at time step t."""
-        obs = torch.from_numpy(observations).clone()
-        mean, _ = gaussian_mlp(self.params, obs, self.activation)
-        return mean + self.scaled_noise[:, t]
+        """Actions [W, R, a] for the wave's observations [W, R, d] at time step t."""
+        self.inputs[:, :, : self.observation_dim] = torch.from_numpy(observations)
+        hidden = self.inputs
+        for index, (weight, bias) in enumerate(self.layers):
+            if index > 0:
+                hidden = self.activation(hidden)
+            hidden = torch.baddbmm(bias, hidden, weight)
+        return hidden[:, :, : self.action_dim] + self.scaled_noise[:, :, t]
+
+
+def _task_stack(policy: nn.Module, params: Params, name: str, tasks: range) -> torch.Tensor:
+    """Parameter `name` of each task in `tasks` as a [W, ...] stack (theta expanded)."""
+    value = params[name]
+    if value.dim() > dict(policy.named_parameters())[name].dim():  # per-task stack
+        return value[tasks.start : tasks.stop]
+    return value.unsqueeze(0).expand(len(tasks), *value.shape)
 
 
 def make_vector_env(env_id: str, num_envs: int, horizon: int, env_kwargs: dict | None = None):
@@ -137,6 +182,7 @@ def _rollout(
         t.numpy() for t in (observations, actions, rewards, mask)
     )
     term_sums: dict[str, np.ndarray] = {}
+    successes: np.ndarray | None = None  # [T, R]: succeeded at some step (info "success")
 
     for start in range(0, num_tasks, tasks_per_wave):
         stop = min(start + tasks_per_wave, num_tasks)
@@ -155,20 +201,16 @@ def _rollout(
         env_seeds = [int(s.generate_state(1)[0]) for s in seeds]
         wave_tasks = [tasks[t] for t in range(start, stop) for _ in range(per_task)]
         obs, _ = vector_env.reset(seed=env_seeds, options={"tasks": wave_tasks})
-        task_actions = [
-            TaskActions(policy, task_params(policy, params, t), noise[t - start])
-            for t in range(start, stop)
-        ]
+        wave_actions = WaveActions(policy, params, range(start, stop), noise)
         running = np.ones(count, dtype=bool)
         step_actions = np.zeros((vector_env.num_envs, act_dim), np.float32)
         for t in range(horizon):
             obs_batch = obs[:count].astype(np.float32).reshape(stop - start, per_task, obs_dim)
             obs_view[wave, :, t] = obs_batch
             mask_view[wave, :, t] = running.reshape(stop - start, per_task)
-            for j, act in enumerate(task_actions):
-                action = act(obs_batch[j], t)
-                act_view[start + j, :, t] = action
-                step_actions[j * per_task : (j + 1) * per_task] = action
+            action = wave_actions(obs_batch, t).numpy()
+            act_view[wave, :, t] = action
+            step_actions[:count] = action.reshape(count, act_dim)
             obs, reward, terminated, truncated, info = vector_env.step(step_actions)
             rew_view[wave, :, t] = np.where(running, reward[:count], 0.0).reshape(
                 stop - start, per_task
@@ -179,6 +221,12 @@ def _rollout(
                     sums[wave] += np.where(running, values[:count], 0.0).reshape(
                         stop - start, per_task
                     )
+            if "success" in info:
+                successes = np.zeros((num_tasks, per_task)) if successes is None else successes
+                stepped_success = np.where(running, info["success"][:count], 0.0)
+                successes[wave] = np.maximum(
+                    successes[wave], stepped_success.reshape(stop - start, per_task)
+                )
             running &= ~(terminated[:count] | truncated[:count])
             if not running.any():
                 break
@@ -196,6 +244,7 @@ def _rollout(
         torch.as_tensor(np.asarray(task_ids), dtype=torch.int64),
         {name: torch.from_numpy(sums) for name, sums in term_sums.items()},
         explained,
+        None if successes is None else torch.from_numpy(successes).to(torch.float32),
     )
 
 

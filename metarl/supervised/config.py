@@ -1,6 +1,6 @@
 """Supervised experiment configuration: one frozen dataclass, validated before any work.
 
-The YAML keys are the field names of `SupervisedConfig`; `metarl.config.config_from_dict`
+The YAML keys are the field names of `SupervisedConfig`; `metarl.config_validation.config_from_dict`
 checks types, choices and ranges, and `__post_init__` rejects combinations that do not
 make sense (e.g. the oracle on Omniglot), each error naming the key.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metarl.config import MAX_SEED, MAX_THREADS, ConfigError, at_least, within
+from metarl.config_validation import MAX_SEED, MAX_THREADS, ConfigError, at_least, within
 
 PROBLEMS = ("sinusoid", "omniglot")
-ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")
-# which algorithms each problem supports (the paper's sinusoid baselines need the task's
+SUPERVISED_ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")
+# which algorithms each problem supports (the paper's sinusoid comparison methods need the task's
 # amplitude/phase or a regression target shared across tasks; Omniglot labels are permuted)
 PROBLEM_ALGORITHMS = {
     "sinusoid": ("maml", "pretrain", "oracle", "multitask", "context"),
@@ -39,7 +39,7 @@ class SupervisedConfig:
     """One supervised meta-learning experiment; defaults are the paper's sinusoid setting."""
 
     problem: str = field(metadata={"choices": PROBLEMS})
-    algorithm: str = field(default="maml", metadata={"choices": ALGORITHMS})
+    algorithm: str = field(default="maml", metadata={"choices": SUPERVISED_ALGORITHMS})
     seed: int = field(default=0, metadata=within(0, MAX_SEED))
     iterations: int = field(default=70000, metadata=at_least(1))
     meta_batch_size: int = field(default=25, metadata=at_least(1))
@@ -64,12 +64,13 @@ class SupervisedConfig:
         default_factory=lambda: [0.7, 0.1, 0.2], metadata={"check": _positive_list}
     )
     split_seed: int = field(default=0, metadata=within(0, MAX_SEED))
-    context_dim: int = field(default=4, metadata=at_least(1))  # z size (channels on images)
+    # z of the context vector: its size (sinusoid); image-shaped channels of it (Omniglot conv)
+    context_dim: int = field(default=4, metadata=at_least(1))
     multitask_models: int = field(default=500, metadata=at_least(1))
     multitask_batch: int = field(default=100, metadata=at_least(1))  # points per step
     multitask_reg: str = field(default="none", metadata={"choices": ("none", "l2", "mean")})
     multitask_reg_weight: float = field(default=0.0, metadata=at_least(0))
-    # step sizes tried when fine-tuning the pretrain/multitask baselines (tuned on
+    # step sizes tried when fine-tuning the pretrain/multitask comparisons (tuned on
     # meta-validation tasks at the end of training, as the paper's "tuned step size")
     lr_grid: list[float] = field(
         default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
@@ -128,6 +129,15 @@ class SupervisedConfig:
             )
         if path.is_dir() and not sorted(path.glob("images_background*.zip")):
             raise ConfigError(f"key 'data_path': no images_background*.zip in {self.data_path!r}")
+
+    def divergence_advice(self, first_step: bool) -> str:
+        """Which step size to lower when training diverged: the inner loop's or Adam's."""
+        inner, outer = f"inner_lr (now {self.inner_lr:g})", f"meta_lr (now {self.meta_lr:g})"
+        if not self.meta_learned:
+            return f"the step size is too large: lower {outer}"
+        if first_step:  # the initial parameters are finite: the inner step diverged
+            return f"the inner step diverged at once: lower {inner}"
+        return f"a step size is too large: lower {inner} or {outer}"
 
     @property
     def model_kind(self) -> str:

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from metarl.checkpoints import CheckpointError
-from metarl.config import ConfigError, config_from_dict
+from metarl.config_validation import ConfigError, config_from_dict
 from metarl.run_dir import writable_dir, write_text_file, writing
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.supervised.config import SupervisedConfig
-from metarl.supervised.maml import adaptation_curve
+from metarl.supervised.maml import query_curve
 from metarl.supervised.models import model_params
 from metarl.supervised.problems import build_model, evaluation_inner_loop, make_task_sampler
 
@@ -57,7 +57,7 @@ def evaluate_model(
     rows = []
     for k in shots or config.shots_to_evaluate:
         batches = sampler.batches("test", seed, tasks, k, config.query_to_evaluate, chunk)
-        curve = adaptation_curve(model, model_params(model), batches, inner)
+        curve = query_curve(model, model_params(model), batches, inner)
         metrics = {"mse" if config.problem == "sinusoid" else "loss": curve.losses}
         if curve.accuracies is not None:
             metrics["accuracy"] = curve.accuracies
@@ -86,7 +86,7 @@ def model_from_checkpoint(
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise CheckpointError(f"{source}: not a supervised checkpoint (missing {missing})")
-    config = config_from_dict(checkpoint["config"], source, SupervisedConfig)
+    config = config_from_dict(SupervisedConfig, checkpoint["config"], source)
     model = build_model(config)
     try:
         model.load_state_dict(checkpoint["model_state"])
@@ -97,7 +97,7 @@ def model_from_checkpoint(
     return config, model
 
 
-def format_table(config: SupervisedConfig, rows: list[dict]) -> str:
+def format_query_table(config: SupervisedConfig, rows: list[dict]) -> str:
     """Markdown table: one line per (K, step), mean +- 95% CI of each metric."""
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     cells: dict[tuple[int, int], dict[str, str]] = {}
@@ -155,6 +155,6 @@ def evaluate_checkpoint(path: str | Path, checkpoint: dict, args) -> dict:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(format_table(config, rows))
+    print(format_query_table(config, rows))
     print(f"fine-tuning step size {checkpoint['eval_lr']}; written to {out / 'eval.json'}")
     return result

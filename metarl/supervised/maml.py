@@ -1,9 +1,9 @@
 """MAML for supervised losses: the inner loop on support sets, the meta-loss on query sets.
 
 All tasks of a batch are adapted together: the adapted parameters become per-task
-stacks [T, ...] (`metarl.inner.stack_params`), the tasks' outputs come from one
+stacks [T, ...] (`metarl.params.stack_params`), the tasks' outputs come from one
 batched call (`batched_forward`, vmap by default), and each inner step is
-`metarl.inner.gradient_step` on the sum of the task losses, which gives every
+`metarl.params.gradient_step` on the sum of the task losses, which gives every
 slice of the stack its own task's gradient. Second-order by default (the inner
 gradient keeps its graph); `first_order` drops the inner gradient's graph.
 """
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metarl.inner import gradient_step, stack_params
-from metarl.supervised.models import Params, batched_forward
+from metarl.params import Params, gradient_step, stack_params
+from metarl.supervised.models import batched_forward
 from metarl.supervised.tasks import TaskBatch
 
 LOSSES = ("mse", "cross_entropy")
@@ -58,7 +58,7 @@ def task_accuracies(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(-1) == labels).float().mean(1)
 
 
-def adapt(
+def adapt_on_support(
     model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, inner: InnerLoop
 ) -> Params:
     """theta'_i after `inner.steps` steps on each task's support set (x [T, n, ...], y).
@@ -86,23 +86,23 @@ def query_losses(
     The mean of these losses is the MAML meta-objective; its gradient with respect to
     `params` is the meta-gradient.
     """
-    adapted = adapt(model, params, batch.support_x, batch.support_y, inner)
+    adapted = adapt_on_support(model, params, batch.support_x, batch.support_y, inner)
     stacked = [n for n in inner.adapted_names(params) if inner.steps > 0]
     outputs = batched_forward(model, adapted, batch.query_x, stacked, inner.use_vmap)
     return task_losses(outputs, batch.query_y, inner.loss), outputs
 
 
 @dataclass
-class AdaptationCurve:
+class QueryCurve:
     """Per-task query metrics after 0, 1, ..., k steps: losses [k+1, T], accuracies or None."""
 
     losses: np.ndarray
     accuracies: np.ndarray | None
 
 
-def adaptation_curve(
+def query_curve(
     model: nn.Module, params: Params, batches: Sequence[TaskBatch], inner: InnerLoop
-) -> AdaptationCurve:
+) -> QueryCurve:
     """Query loss (and accuracy for classification) of every task after each inner step.
 
     Fine-tuning at test time: plain gradient steps on the support set, no meta-gradient
@@ -134,7 +134,7 @@ def adaptation_curve(
         losses.append(torch.stack(chunk_losses).numpy())
         if chunk_accuracies:
             accuracies.append(torch.stack(chunk_accuracies).numpy())
-    return AdaptationCurve(
+    return QueryCurve(
         np.concatenate(losses, axis=1),
         np.concatenate(accuracies, axis=1) if accuracies else None,
     )

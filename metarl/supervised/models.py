@@ -10,9 +10,13 @@ Batch norm keeps no running statistics (`track_running_stats=False`): every call
 normalizes with the statistics of the batch it is given, in training and at test time,
 as the paper's implementation does, and nothing carries over from one task to the next.
 
-With `context_dim > 0` a model owns a free vector `context` (z) concatenated to its
-input (channel-wise, broadcast over the pixels, for images): the context-vector
-baseline adapts only z (Rei, 2015; the paper's appendix C.2).
+With `context_dim > 0` a model owns free parameters `context` (z) concatenated to its
+input: the context-vector comparison method adapts only z (Rei, 2015; the paper's
+appendix C.2). For the MLPs z is a vector of `context_dim` values. For the conv net z is
+`context_dim` image-shaped channels, one free value per pixel, concatenated channel-wise
+with the image: a z constant over the pixels would be removed by the first batch norm
+(which subtracts each channel's mean over the batch and the pixels), but a pattern over
+the pixels is not, so z can carry what the inner loop learned from the support set.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-Params = dict[str, torch.Tensor]
+from metarl.params import Params
+
 CONTEXT = "context"  # the name of the context vector parameter
 
 
@@ -59,12 +64,15 @@ def _conv_block(in_channels: int, filters: int) -> nn.Sequential:
 
 
 class ConvNet(nn.Module):
-    """Images [n, 1, 28, 28] -> class logits [n, ways]; 28 -> 14 -> 7 -> 4 -> 2 pixels."""
+    """Images [n, 1, 28, 28] -> class logits [n, ways]; 28 -> 14 -> 7 -> 4 -> 2 pixels.
 
-    def __init__(self, ways: int, filters: int = 64, context_dim: int = 0):
+    context_dim: channels of the image-shaped z [context_dim, image_size, image_size].
+    """
+
+    def __init__(self, ways: int, filters: int = 64, context_dim: int = 0, image_size: int = 28):
         super().__init__()
         if context_dim:
-            self.context = nn.Parameter(torch.zeros(context_dim))
+            self.context = nn.Parameter(torch.zeros(context_dim, image_size, image_size))
         self.features = nn.Sequential(
             _conv_block(1 + context_dim, filters),
             *(_conv_block(filters, filters) for _ in range(3)),
@@ -73,8 +81,7 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self, CONTEXT):
-            z = self.context.view(1, -1, 1, 1).expand(x.shape[0], -1, *x.shape[-2:])
-            x = torch.cat([x, z], dim=1)
+            x = torch.cat([x, self.context.expand(x.shape[0], -1, -1, -1)], dim=1)
         return self.head(self.features(x).mean(dim=(-2, -1)))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metarl.config import ConfigError
+from metarl.config_validation import ConfigError
 from metarl.supervised.tasks import TaskBatch
 
 IMAGE_SIZE = 28

@@ -83,7 +83,7 @@ def parameter_count(config: SupervisedConfig) -> int:
     if config.problem == "omniglot" and config.model_kind == "conv":
         first = 9 * FILTERS * (1 + context) + FILTERS
         convs = first + 3 * (9 * FILTERS**2 + FILTERS) + 4 * 2 * FILTERS  # + batch norms
-        return context + convs + (FILTERS + 1) * config.ways
+        return context * IMAGE_FLOATS + convs + (FILTERS + 1) * config.ways  # z: image-shaped
     norms = 0
     if config.problem == "omniglot":
         widths = [IMAGE_FLOATS + context, *OMNIGLOT_MLP_SIZES, config.ways]

@@ -23,7 +23,7 @@ class TaskBatch:
     """T few-shot tasks: inputs [T, n, ...], targets [T, n] (class ids) or [T, n, 1].
 
     task_params: what identifies each task ([T, 2] amplitude and phase for sinusoids),
-    for the oracle baseline; None where the tasks have no such parameters.
+    for the oracle comparison; None where the tasks have no such parameters.
     """
 
     support_x: torch.Tensor

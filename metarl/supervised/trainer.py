@@ -1,4 +1,4 @@
-"""The supervised training loop: MAML (or a baseline) on sinusoids or Omniglot; log; save.
+"""The supervised training loop: MAML (or a comparison method) on sinusoids or Omniglot.
 
 A run directory holds the resolved `config.yaml`, `metrics.csv` (one row per logging
 interval; the same scalars in TensorBoard under `tensorboard/`), `checkpoint.pt` (the
@@ -6,7 +6,7 @@ latest finite parameters: periodically, at the end, on Ctrl-C, SIGTERM or diverg
 `best.pt` (the parameters with the best meta-validation score). Both carry the step
 size to fine-tune with at test time (`eval_lr`): the inner step size for MAML and
 the context vector, tuned on meta-validation tasks for the pretrained and
-multi-task baselines.
+multi-task comparisons.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from metarl.checkpoints import save_checkpoint
-from metarl.config import config_to_yaml
+from metarl.config_validation import config_to_yaml
 from metarl.inner import NonFiniteError, all_finite
 from metarl.metrics import MetricsLogger
 from metarl.run_dir import RunDirLock, new_run_dir, write_text_file
@@ -33,14 +33,14 @@ from metarl.runtime import (
     set_torch_threads,
     stop_on_signals,
 )
-from metarl.supervised.baselines import (
+from metarl.supervised.comparisons import (
     MultitaskRegressors,
     all_points_loss,
     checked_step,
-    tune_step_size,
+    tune_eval_lr,
 )
 from metarl.supervised.config import SupervisedConfig
-from metarl.supervised.maml import adaptation_curve, query_losses
+from metarl.supervised.maml import query_curve, query_losses
 from metarl.supervised.models import model_params
 from metarl.supervised.problems import (
     STREAMS,
@@ -63,7 +63,7 @@ def chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
     return [batch.select(s, s + size) for s in range(0, batch.num_tasks, size)]
 
 
-def meta_step(
+def adam_meta_step(
     model: nn.Module,
     batch: TaskBatch,
     config: SupervisedConfig,
@@ -87,10 +87,10 @@ def meta_step(
     return stats
 
 
-def supervised_step(
+def all_points_step(
     model: nn.Module, batch: TaskBatch, config: SupervisedConfig, optimizer
 ) -> dict[str, float]:
-    """One Adam step of the pretrained/oracle baseline on all points of the meta-batch."""
+    """One Adam step of the pretrained/oracle comparison on all points of the meta-batch."""
     optimizer.zero_grad()
     loss = all_points_loss(model, model_params(model), batch, loss_name(config), config.vmap)
     loss.backward()
@@ -109,7 +109,7 @@ def validation_batches(sampler: TaskSampler, config: SupervisedConfig) -> list[T
 def validate(model: nn.Module, batches: list[TaskBatch], config: SupervisedConfig) -> dict:
     """Query loss (and accuracy) of validation tasks before and after the training inner loop."""
     inner = evaluation_inner_loop(config, config.inner_lr, config.inner_steps)
-    curve = adaptation_curve(model, model_params(model), batches, inner)
+    curve = query_curve(model, model_params(model), batches, inner)
     row = {"val_loss_pre": float(curve.losses[0].mean()), "val_loss_post": _last(curve.losses)}
     if curve.accuracies is not None:
         row["val_accuracy_pre"] = float(curve.accuracies[0].mean())
@@ -122,7 +122,7 @@ def _last(values: np.ndarray) -> float:
 
 
 def validation_score(config: SupervisedConfig, row: dict) -> float:
-    """Higher is better: post-adaptation accuracy / -loss (pre-adaptation for the baselines)."""
+    """Higher is better: post-adaptation accuracy / -loss (pre-adaptation for the comparisons)."""
     phase = "post" if config.meta_learned else "pre"
     if config.problem == "omniglot":
         return row[f"val_accuracy_{phase}"]
@@ -135,10 +135,13 @@ def eval_step_size(model: nn.Module, batches: list[TaskBatch], config: Supervise
     if config.meta_learned or config.algorithm == "oracle":
         return config.inner_lr, {}
     inner = evaluation_inner_loop(config, config.inner_lr, config.eval_steps)
-    return tune_step_size(model, model_params(model), batches, inner, config.lr_grid)
+    return tune_eval_lr(model, model_params(model), batches, inner, config.lr_grid)
 
 
-def checkpoint_payload(model, config, iteration, step_size, scores, optimizer) -> dict:
+def supervised_checkpoint_payload(
+    model: nn.Module, config: SupervisedConfig, iteration: int, step_size: float, scores, optimizer
+) -> dict:
+    """What best.pt and checkpoint.pt hold: parameters, config, the step size to fine-tune with."""
     return {
         "kind": CHECKPOINT_KIND,
         "config": dataclasses.asdict(config),
@@ -150,8 +153,8 @@ def checkpoint_payload(model, config, iteration, step_size, scores, optimizer) -
     }
 
 
-def train(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -> Path:
-    """Meta-train (or train a baseline) from scratch into `run_dir`; returns the run directory.
+def train_supervised(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -> Path:
+    """Meta-train MAML (or train a comparison method) into `run_dir`, from scratch; returns it.
 
     Ctrl-C or SIGTERM writes checkpoint.pt and re-raises; a non-finite loss, gradient or
     parameter raises NonFiniteError, checkpoint.pt holding the last finite parameters.
@@ -190,7 +193,9 @@ def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_p
         optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
 
     def save(name: str, done: int, step_size: float = config.inner_lr, scores=None) -> None:
-        payload = checkpoint_payload(model, config, done, step_size, scores or {}, optimizer)
+        payload = supervised_checkpoint_payload(
+            model, config, done, step_size, scores or {}, optimizer
+        )
         save_checkpoint(run_dir / name, payload)
 
     logger = MetricsLogger(run_dir)
@@ -210,7 +215,7 @@ def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_p
                     batch = sampler.sample(
                         "train", rng, config.meta_batch_size, config.shots, config.query
                     )
-                    step = meta_step if config.meta_learned else supervised_step
+                    step = adam_meta_step if config.meta_learned else all_points_step
                     stats = step(model, batch, config, optimizer)
                 train_s += time.perf_counter() - clock
                 window.append(stats)
@@ -261,9 +266,9 @@ def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_p
             kept = "no checkpoint" if saved is None else f"checkpoint written at iteration {saved}"
             if isinstance(stop, NonFiniteError):
                 print(f"\nstopped: non-finite values; {kept}", flush=True)
+                advice = config.divergence_advice(first_step=done == 0)
                 raise NonFiniteError(
-                    f"iteration {done + 1}: {stop}; {_likely_cause(config, done)} "
-                    f"({kept}: {run_dir / 'checkpoint.pt'})"
+                    f"iteration {done + 1}: {stop}; {advice} ({kept}: {run_dir / 'checkpoint.pt'})"
                 ) from None
             print(
                 f"\n{getattr(stop, 'reason', 'interrupted')}; {kept} (for metarl eval)", flush=True
@@ -273,16 +278,6 @@ def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_p
         progress.close()
         logger.close()
     return run_dir
-
-
-def _likely_cause(config: SupervisedConfig, done: int) -> str:
-    """Which step size to lower, by what diverged: the inner loop or the outer optimizer."""
-    inner, outer = f"inner_lr (now {config.inner_lr:g})", f"meta_lr (now {config.meta_lr:g})"
-    if not config.meta_learned:
-        return f"the step size is too large: lower {outer}"
-    if done == 0:  # the initial parameters are finite: the inner step diverged
-        return f"the inner step diverged at once: lower {inner}"
-    return f"a step size is too large: lower {inner} or {outer}"
 
 
 def _validation_columns(config: SupervisedConfig) -> list[str]:

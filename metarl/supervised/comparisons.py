@@ -1,4 +1,4 @@
-"""The paper's non-MAML baselines and the fine-tuning step size they are evaluated with.
+"""The comparison methods (the paper's non-MAML "baselines") and their fine-tuning step size.
 
 - pretrain: one network regressing all tasks' points at once ("pretrained on all
   tasks"), fine-tuned at test time with a tuned step size.
@@ -9,7 +9,7 @@
   regressors are trained together as one stack of parameters with Adam, which is
   elementwise and so the same as separate Adam runs; optional L2 regularization
   toward zero ("l2") or toward the regressors' current mean ("mean").
-The context-vector baseline (appendix C.2) is MAML's training loop adapting only z,
+The context vector (appendix C.2) is MAML's training loop adapting only z,
 see `models.py` and `problems.adapted_names`.
 """
 
@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from metarl.inner import NonFiniteError, all_finite
-from metarl.supervised.maml import InnerLoop, adaptation_curve, task_losses
-from metarl.supervised.models import Params, batched_forward
+from metarl.params import Params
+from metarl.supervised.maml import InnerLoop, query_curve, task_losses
+from metarl.supervised.models import batched_forward
 from metarl.supervised.tasks import TaskBatch, sample_sinusoid_params, sinusoid_points
 
 
@@ -103,7 +104,7 @@ class MultitaskRegressors:
         return {name: p.detach().mean(0) for name, p in self.stack.items()}
 
 
-def tune_step_size(
+def tune_eval_lr(
     model: nn.Module,
     params: Params,
     batches: Sequence[TaskBatch],
@@ -117,7 +118,7 @@ def tune_step_size(
     """
     scores = {}
     for step_size in grid:
-        curve = adaptation_curve(model, params, batches, replace(inner, step_size=step_size))
+        curve = query_curve(model, params, batches, replace(inner, step_size=step_size))
         score = float(np.mean(curve.losses[1:]))
         scores[step_size] = score if np.isfinite(score) else float("inf")
     return min(scores, key=scores.get), scores

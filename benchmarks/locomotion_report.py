@@ -1,0 +1,90 @@
+"""The README's locomotion results: tables and figures from benchmarks/results and the runs.
+
+Used by `python benchmarks/locomotion.py report`. Each group's table goes between the
+README's `<!-- locomotion:GROUP -->` and `<!-- /locomotion:GROUP -->` markers, with the
+budget every run was trained with; its figure (learning curves of the group's runs and
+the adaptation curves of the evaluation) is docs/GROUP.png.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from metarl.plotting import plot
+
+
+def report(readme: Path, results: Path, docs: Path, groups_and_runs) -> None:
+    """README tables (between the group's markers) and docs/GROUP.png, from benchmarks/results."""
+    groups, runs = groups_and_runs
+    root = readme.parent
+    text = readme.read_text()
+    for group, spec in groups.items():
+        path = results / f"{group}_eval.json"
+        if not path.exists():
+            continue
+        document = json.loads(path.read_text())
+        members = [
+            r.run_dir for r in runs if r.group == group and (r.run_dir / "metrics.csv").exists()
+        ]
+        figure = plot([*members, path], docs / f"{group}.png")
+        table = results_table(spec, document, figure.relative_to(root))
+        begin, end = f"<!-- locomotion:{group} -->", f"<!-- /locomotion:{group} -->"
+        if begin not in text:
+            print(f"{group}: README has no {begin} marker; table not written")
+            continue
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+        print(f"{group}: README table and {figure.relative_to(root)} written")
+    readme.write_text(text)
+
+
+def results_table(spec: dict, document: dict, figure: Path) -> str:
+    names = {"maml": "MAML", "pretrained": "pretrained", "random": "random init",
+             "oracle": "oracle (no adaptation)"}  # fmt: skip
+    steps = len(document["methods"]["maml"]["mean"])
+    lines = [
+        "| method | "
+        + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps))
+        + " | step sizes |",
+        "|---|" + "---|" * (steps + 1),
+    ]
+    for method, result in document["methods"].items():
+        cells = [f"{m:.1f} ± {h:.1f}" for m, h in zip(result["mean"], result["ci95"])]
+        sizes = ", ".join(f"{s:g}" for s in result["step_sizes"]) or "–"
+        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + f" | {sizes} |")
+    paper = ", ".join(f"{paper_label(k)} {v}" for k, v in spec.get("paper", {}).items())
+    runs = document["runs"]
+    budget = []
+    for key, run in runs.items():
+        done, planned = run["iterations_done"], run["iterations_planned"]
+        budget.append(
+            f"{key}: {done}{'' if done >= planned else f' of {planned} planned'} iterations of "
+            f"{run['meta_batch_size']} tasks x {run['rollouts_per_task']} rollouts x "
+            f"{run['horizon'] or 200} steps, {run['env_steps'] / 1e6:.1f}M env steps, "
+            f"{run['wall_hours']:.1f} h (best.pt: iteration {run['best_iteration']})"
+        )
+    return "\n".join(
+        [
+            f"{document['tasks']} held-out tasks, {document.get('rollouts') or 20} rollouts per "
+            "task and step, mean return ± 95% CI over tasks "
+            f"(`benchmarks/results/{Path(figure).stem}_eval.json`). Budget: "
+            + "; ".join(budget)
+            + ".",
+            "",
+            *lines,
+            "",
+            f"The paper (Figure 5, read off the plot, H = 200): {paper or 'no value read'}.",
+            "",
+            f"![{spec['title']}: learning and adaptation curves]({figure})",
+        ]
+    )
+
+
+def paper_label(key: str) -> str:
+    """`pre`, `post_K` or `oracle` of a group's paper values, in words."""
+    if key == "pre":
+        return "MAML before adaptation"
+    if key.startswith("post_"):
+        return f"MAML after {key.removeprefix('post_')} step(s)"
+    return key
