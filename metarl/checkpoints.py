@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import metarl
+from metarl.run_dir import writing
 
 MAGIC = b"METARL-CKPT\n"
 FORMAT_VERSION = 2  # 2: payloads of tensors and plain values, loaded with weights_only=True
@@ -54,18 +55,19 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
         len(data),
         hashlib.sha256(data).hexdigest().encode(),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(header)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with writing(path):  # a full disk: RunFileError naming the checkpoint; the old one stays
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(header)
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     return path
 
 

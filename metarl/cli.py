@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 import metarl
 from metarl.checkpoints import CheckpointError, load_checkpoint
 from metarl.config import TrainConfig
+from metarl.config_file import read_config_file
 from metarl.config_validation import ConfigError, load_config, parse_overrides
+from metarl.run_dir import RunFileError, writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,10 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 def is_supervised_config(path: str | Path) -> bool:
     """Supervised configs name their `problem` (sinusoid, omniglot); RL configs an `env`."""
     try:
-        values = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        return "problem" in read_config_file(path)
+    except ConfigError:
         return False  # load_config reports the problem
-    return isinstance(values, dict) and "problem" in values
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -163,8 +162,11 @@ def resume_training(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from metarl.comparisons import checkpoint_path
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {str(args.out)!r} is a file; give a directory for the results")
     path = checkpoint_path(args.checkpoint)
     checkpoint = load_checkpoint(path)
+    writable_dir(args.out or path.parent)  # before the evaluation's minutes, not after
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
 
@@ -271,6 +273,13 @@ def render_errors() -> tuple[type[Exception], ...]:
     return (rendering.RenderError,) if rendering is not None else ()
 
 
+def os_error_message(error: OSError) -> str:
+    """RunFileError's `cannot write PATH: REASON`; other OSErrors as `PATH: REASON`."""
+    if isinstance(error, RunFileError) or not error.filename:
+        return str(error)
+    return f"{error.filename}: {error.strerror}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -289,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         *render_errors(),
     ) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk, a read-only folder: the last checkpoint stays
+        print(f"metarl: error: {os_error_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:  # the trainer has written its checkpoint and said so
         return getattr(stop, "exit_code", 130)  # 143 after SIGTERM (metarl.runtime.StopRequested)

@@ -2,8 +2,9 @@
 
 The YAML keys are the field names of `TrainConfig`. The base layer
 (`metarl.config_validation`: `load_config(TrainConfig, path, overrides)`) checks them: an
-unknown key, a value of the wrong type, an out-of-range value or an unknown env id raises
-`ConfigError` naming the key (and the valid choices where there are some).
+unknown key, a value of the wrong type, an out-of-range value, conflicting keys or an
+unknown env id raises `ConfigError` naming the key (and the valid choices where there are
+some).
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import metarl_envs
-from metarl.config_validation import ConfigError, at_least, choices, fraction, run_setting
+from metarl.config_validation import (
+    MAX_SEED,
+    MAX_THREADS,
+    ConfigError,
+    at_least,
+    choices,
+    fraction,
+    run_setting,
+    within,
+)
 
 HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
 ALGORITHMS = ("maml", "pretrain", "oracle", "context")
@@ -25,6 +35,15 @@ def _ray_address(value: str):
     return "must be 'auto' or host:port (e.g. 10.0.0.1:6379)"
 
 
+# Limits that make a typo a message at load, not a failure later (README, "Limits"; seeds and
+# threads: config_validation): a log-std within +-20 keeps exp(2 log_std) far inside float32's
+# exp(+-88); counts no machine runs. Array sizes: metarl.experiment.check_memory.
+MAX_LOG_STD = 20.0
+MAX_WORKERS = 10_000
+MAX_ENVS = 10_000
+MAX_TIMEOUT_S = 1e6  # 11.6 days
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One experiment. Defaults are the MAML paper's (navigation scale where they differ)."""
@@ -34,7 +53,7 @@ class TrainConfig:
     # adaptation in training. oracle: TRPO on the env's oracle=True variant (task in the
     # observation). context: MAML-TRPO adapting only a context vector z fed to the policy.
     algorithm: str = field(default="maml", metadata=choices(*ALGORITHMS))
-    seed: int = field(default=0, metadata=at_least(0))
+    seed: int = field(default=0, metadata=within(0, MAX_SEED))
     iterations: int = field(default=500, metadata=run_setting(**at_least(1)))  # may grow
     meta_batch_size: int = field(default=20, metadata=at_least(1))
     rollouts_per_task: int = field(default=20, metadata=at_least(1))
@@ -48,25 +67,26 @@ class TrainConfig:
     max_kl: float = field(default=0.01, metadata=at_least(0, strict=True))
     cg_iters: int = field(default=10, metadata=at_least(1))
     cg_damping: float = field(default=1e-5, metadata=at_least(0))
-    line_search_ratio: float = field(default=0.8, metadata=fraction())
+    line_search_ratio: float = field(default=0.8, metadata=fraction(below_one=True))
     line_search_steps: int = field(default=15, metadata=at_least(1))
     gamma: float = field(default=0.99, metadata=fraction())
-    gae_lambda: float = field(default=1.0, metadata=at_least(0))
+    gae_lambda: float = field(default=1.0, metadata=within(0, 1))
     normalize_advantages: bool = True
     hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
     activation: str = field(default="relu", metadata=choices("relu", "tanh"))
-    init_log_std: float = 0.0
+    init_log_std: float = field(default=0.0, metadata=within(-MAX_LOG_STD, MAX_LOG_STD))
     sampler: str = field(default="local", metadata=run_setting(**choices("local", "ray")))
-    num_envs: int = field(default=400, metadata=run_setting(**at_least(1)))  # envs stepped at once
-    # sampler: ray (see README, Ray sampler)
-    num_workers: int = field(default=0, metadata=run_setting(**at_least(0)))  # 0: one per CPU
-    envs_per_worker: int = field(default=200, metadata=run_setting(**at_least(1)))
+    num_envs: int = field(default=400, metadata=run_setting(**within(1, MAX_ENVS)))  # at once
+    # sampler: ray (see README, Ray sampler); num_workers 0: one per CPU
+    num_workers: int = field(default=0, metadata=run_setting(**within(0, MAX_WORKERS)))
+    envs_per_worker: int = field(default=200, metadata=run_setting(**within(1, MAX_ENVS)))
     ray_address: str | None = field(default=None, metadata=run_setting(check=_ray_address))
-    # a local Ray's dashboard (a cluster has its own)
-    ray_dashboard: bool = field(default=False, metadata=run_setting())
-    worker_timeout_s: float = field(default=600.0, metadata=run_setting(**at_least(0, strict=True)))
+    ray_dashboard: bool = field(default=False, metadata=run_setting())  # a local Ray's
+    worker_timeout_s: float = field(
+        default=600.0, metadata=run_setting(**within(0, MAX_TIMEOUT_S, open_low=True))
+    )
     max_consecutive_failures: int = field(default=3, metadata=run_setting(**at_least(1)))
-    torch_threads: int = field(default=0, metadata=run_setting(**at_least(0)))  # 0: one per core
+    torch_threads: int = field(default=0, metadata=run_setting(**within(0, MAX_THREADS)))  # 0: all
     # where the learner runs (adaptation with its graph, meta-gradient, conjugate gradient,
     # line search); sampling stays on CPU processes. auto: CUDA where available, else CPU.
     device: str = field(default="auto", metadata=run_setting(**choices("auto", "cpu", "cuda")))
@@ -87,6 +107,11 @@ class TrainConfig:
             raise ConfigError(f"key 'env': {self.env} cannot be made here. {problem}")
         if not self.hidden_sizes or any(size < 1 for size in self.hidden_sizes):
             raise ConfigError(f"key 'hidden_sizes': sizes must be >= 1, got {self.hidden_sizes}")
+        if self.ray_address is not None and self.sampler != "ray":
+            raise ConfigError(
+                f"key 'ray_address' (or --ray-address) is for sampler: ray, not {self.sampler!r}"
+                ": add --set sampler=ray, or drop the address"
+            )
         for key in ("eval_step_sizes", "finetune_step_sizes"):
             sizes = getattr(self, key)
             if not sizes or any(size <= 0 for size in sizes):

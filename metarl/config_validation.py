@@ -5,25 +5,37 @@ The base layer of both halves of metarl (RL: `metarl.config.TrainConfig`; superv
 dataclass a caller passes. An unknown key, a value of the wrong type or an out-of-range
 value raises `ConfigError` naming the key (and the valid choices where there are some).
 `--set key=value` overrides go through the same checks; the value is read as YAML
-(`0.1`, `true`, `[64, 64]`). Field metadata built by `choices`, `at_least`, `fraction`
-and `run_setting` says what a field accepts.
+(`0.1`, `true`, `[64, 64]`). Field metadata built by `choices`, `at_least`, `within`,
+`fraction` and `run_setting` says what a field accepts. Reading the file (and what can be
+wrong with it before any key is looked at) is `metarl.config_file`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import os
+import sys
 import types
 import typing
 from pathlib import Path
 
 import yaml
 
+from metarl.config_file import (
+    ConfigError,
+    parse_overrides,
+    read_config_file,
+    short_repr,
+    text_number_hint,
+)
+
 Config = typing.TypeVar("Config")
 
-
-class ConfigError(ValueError):
-    """A user's configuration is invalid; the message names the key."""
+# limits shared by the RL and supervised configs (README, "Limits")
+MAX_SEED = 2**32 - 1  # the seeding of numpy and torch
+MAX_THREADS = 1024  # torch.set_num_threads(100000) crashed a matrix product
 
 
 def choices(*values):
@@ -37,6 +49,17 @@ def at_least(low, *, strict=False):
     def check(value):
         if value < low or (strict and value == low):
             return f"must be {'>' if strict else '>='} {low}"
+        return None
+
+    return {"check": check}
+
+
+def within(low, high, *, open_low=False):
+    """Field metadata: the value must be in [low, high] ((low, high] if open_low)."""
+
+    def check(value):
+        if value < low or value > high or (open_low and value == low):
+            return f"must be in {'(' if open_low else '['}{low:,}, {high:,}]"
         return None
 
     return {"check": check}
@@ -56,9 +79,19 @@ def run_setting_keys(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls) if f.metadata.get("run_setting")}
 
 
-def fraction():
-    """Field metadata: the value must be in (0, 1]."""
+def fraction(*, below_one=False):
+    """Field metadata: the value must be in (0, 1] ((0, 1) if below_one)."""
+    if below_one:
+        return {"check": lambda v: None if 0 < v < 1 else "must be in (0, 1)"}
     return {"check": lambda v: None if 0 < v <= 1 else "must be in (0, 1]"}
+
+
+def _as_finite_float(value) -> float | None:
+    """The value as a finite float, or None (bools, text, NaN, inf, ints beyond float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value) if abs(value) <= sys.float_info.max else math.inf  # 10**400: no float
+    return number if math.isfinite(number) else None
 
 
 def _check_type(key: str, value, expected):
@@ -73,27 +106,29 @@ def _check_type(key: str, value, expected):
     if origin is list:
         (item,) = typing.get_args(expected)
         if not isinstance(value, list):
-            raise ConfigError(f"key {key!r}: expected a list of {item.__name__}, got {value!r}")
+            raise ConfigError(
+                f"key {key!r}: expected a list of {item.__name__}, got {short_repr(value)}"
+            )
         return [_check_type(key, v, item) for v in value]
     if expected is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"key {key!r}: expected true or false, got {value!r}")
+            raise ConfigError(f"key {key!r}: expected true or false, got {short_repr(value)}")
         return value
     if expected is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"key {key!r}: expected an integer, got {value!r}")
+            raise ConfigError(f"key {key!r}: expected an integer, got {short_repr(value)}")
         return value
     if expected is float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise ConfigError(f"key {key!r}: expected a finite number, got {value!r}")
-        return float(value)
+        number = _as_finite_float(value)
+        if number is None:
+            raise ConfigError(
+                f"key {key!r}: expected a finite number, got {short_repr(value)}"
+                + text_number_hint(value)
+            )
+        return number
     if expected is str:
         if not isinstance(value, str):
-            raise ConfigError(f"key {key!r}: expected a string, got {value!r}")
+            raise ConfigError(f"key {key!r}: expected a string, got {short_repr(value)}")
         return value
     raise AssertionError(f"unhandled type {expected} for {key}")
 
@@ -111,9 +146,17 @@ def config_from_dict(cls: type[Config], values: dict, source: str = "config") ->
         raise ConfigError(
             f"{source}: expected a mapping of keys to values, got {type(values).__name__}"
         )
+    not_names = [key for key in values if not isinstance(key, str)]
+    if not_names:
+        raise ConfigError(
+            f"{source}: key {short_repr(not_names[0])} is not a name: keys are the config's "
+            "field names (text)"
+        )
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+        close = difflib.get_close_matches(unknown[0], fields, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{source}: unknown key(s) {unknown}{hint}; valid keys: {sorted(fields)}")
     missing = [
         name
         for name, f in fields.items()
@@ -132,12 +175,12 @@ def config_from_dict(cls: type[Config], values: dict, source: str = "config") ->
         meta = fields[key].metadata
         if value is not None and "choices" in meta and value not in meta["choices"]:
             raise ConfigError(
-                f"{source}: key {key!r}: {value!r} is not one of {list(meta['choices'])}"
+                f"{source}: key {key!r}: {short_repr(value)} is not one of {list(meta['choices'])}"
             )
         if value is not None and "check" in meta:
             problem = meta["check"](value)
             if problem:
-                raise ConfigError(f"{source}: key {key!r} {problem}, got {value!r}")
+                raise ConfigError(f"{source}: key {key!r} {problem}, got {short_repr(value)}")
         checked[key] = value
     try:
         return cls(**checked)
@@ -145,35 +188,21 @@ def config_from_dict(cls: type[Config], values: dict, source: str = "config") ->
         raise ConfigError(f"{source}: {error}") from None
 
 
-def parse_overrides(overrides: list[str]) -> dict:
-    """`["key=value", ...]` -> {key: YAML value}; a malformed override names itself."""
-    values = {}
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {override!r}: expected key=value")
-        try:
-            values[key.strip()] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"--set {override!r}: value is not valid YAML ({error})") from None
-    return values
-
-
 def load_config(cls: type[Config], path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config, apply `--set` overrides, validate into the dataclass `cls`."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+    """Read a YAML config, apply `--set` overrides, validate into the dataclass `cls`.
+
+    A relative path in a field marked `path` (e.g. Omniglot's data_path) is read
+    relative to the config file's folder, so a config works from any working
+    directory; a `--set` path is relative to the working directory, as in a shell.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    values = {} if values is None else values
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    values = read_config_file(path)
+    for key, value in values.items():
+        if key in fields and fields[key].metadata.get("path") and isinstance(value, str):
+            values[key] = os.path.normpath(path.parent.absolute() / value)  # absolute: kept
     override_values = parse_overrides(overrides or [])
-    unknown = sorted(set(override_values) - fields)
+    unknown = sorted(set(override_values) - set(fields))
     if unknown:
         raise ConfigError(f"--set: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
     return config_from_dict(cls, {**values, **override_values}, str(path))

@@ -40,7 +40,9 @@ from metarl.experiment import (
     held_out_tasks,
     sampler_settings,
 )
+from metarl.inner import NonFiniteError
 from metarl.policies import policy_params
+from metarl.run_dir import writable_dir, write_text_file, writing
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.sampling.meta_batch import sample_meta_batch
 from metarl.sampling.rollouts import make_vector_env
@@ -122,18 +124,25 @@ def adaptation_outcomes(
 def tune_step_size(
     policy: nn.Module, config: TrainConfig, steps: int, tasks: int, rollouts: int, seed: int
 ) -> tuple[float, dict[float, float]]:
-    """The fine-tuning step size with the best mean return over steps 1..K on training tasks."""
+    """The fine-tuning step size with the best mean return over steps 1..K on training tasks.
+
+    A step size whose fine-tuning diverges (non-finite actions) scores -inf.
+    """
     tuning_tasks = held_out_tasks(config.env, tasks, seed, TUNING_TASK_STREAM)
     scores = {}
     for size in config.finetune_step_sizes:
-        returns = adaptation_returns(
-            policy,
-            config,
-            tuning_tasks,
-            [size] * steps,
-            rollouts,
-            seed + TUNING_ROLLOUT_SEED_OFFSET,
-        )
+        try:
+            returns = adaptation_returns(
+                policy,
+                config,
+                tuning_tasks,
+                [size] * steps,
+                rollouts,
+                seed + TUNING_ROLLOUT_SEED_OFFSET,
+            )
+        except NonFiniteError:
+            scores[size] = -math.inf
+            continue
         scores[size] = float(returns[:, 1:].mean())
     return max(scores, key=scores.get), scores
 
@@ -211,7 +220,7 @@ def write_results(
     curves: list[AdaptationCurve], settings: EvaluationSettings, env_id: str, out_dir: Path
 ) -> tuple[Path, Path]:
     """eval.json (everything, per task) and eval.csv (method, step, mean, CI bounds)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(out_dir)
     methods = {}
     rows = []
     for curve in curves:
@@ -241,8 +250,8 @@ def write_results(
         "methods": methods,
     }
     json_path, csv_path = out_dir / "eval.json", out_dir / "eval.csv"
-    json_path.write_text(json.dumps(document, indent=2))
-    with csv_path.open("w", newline="") as handle:
+    write_text_file(json_path, json.dumps(document, indent=2))
+    with writing(csv_path), csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "step", "mean_return", "ci95_low", "ci95_high", "success_rate"])
         writer.writerows(rows)

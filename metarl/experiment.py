@@ -18,6 +18,7 @@ import torch
 from metarl.config import TrainConfig
 from metarl.maml_trpo import MetaStepSettings
 from metarl.policies import GaussianMLPPolicy
+from metarl.runtime import check_fits_in_memory
 from metarl.sampling import Sampler, SamplerSettings
 from metarl.sampling.local import LocalSampler
 from metarl.sampling.rollouts import EVALUATION_STREAM, TRAINING_STREAM
@@ -72,6 +73,39 @@ def build_policy(config: TrainConfig) -> GaussianMLPPolicy:
     )
     env.close()
     return policy
+
+
+FLOAT_BYTES = 4
+
+
+def memory_estimate(config: TrainConfig) -> int:
+    """Bytes a meta-iteration needs at least: its rollout arrays and the policy.
+
+    Every phase (theta's rollouts and each inner step's) keeps, per step of each
+    rollout, the observation, action, noise, reward, mask and advantage, and the
+    learner's forward pass through them keeps each hidden layer's activations;
+    the policy's parameters are held a few times over (gradients, CG vectors).
+    """
+    setup = algorithm_setup(config)
+    env = gym.make(config.env, **setup.env_kwargs)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    steps = config.meta_batch_size * config.rollouts_per_task * horizon_of(config)
+    per_step = obs_dim + 2 * act_dim + 3 + sum(config.hidden_sizes)
+    widths = [obs_dim + setup.context_size, *config.hidden_sizes, act_dim]
+    params = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    return FLOAT_BYTES * ((setup.inner_steps + 1) * steps * per_step + 8 * params)
+
+
+def check_memory(config: TrainConfig) -> None:
+    """Refuse (ConfigError) a config whose arrays cannot fit in this machine's memory."""
+    sizes = f"{config.meta_batch_size} x {config.rollouts_per_task} x {horizon_of(config)}"
+    check_fits_in_memory(
+        memory_estimate(config),
+        f"the rollouts (meta_batch_size x rollouts_per_task x horizon = {sizes} steps a "
+        "phase) and the policy of one meta-iteration",
+        "meta_batch_size, rollouts_per_task, horizon, inner_steps or hidden_sizes",
+    )
 
 
 def sampler_settings(

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
+from metarl.run_dir import writing
+from metarl.runtime import signals_deferred
+
 # CSV column prefix -> TensorBoard tag group (first match)
 _GROUPS = {
     "return": "returns",
@@ -72,7 +75,9 @@ class MetricsLogger:
             self.rows = [r for r in rows if int(r["iteration"]) < resume_from]
             self._rewrite()
         purge = {"purge_step": resume_from} if resume_from > 0 else {}
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), **purge)
+        self.tensorboard_dir = run_dir / "tensorboard"
+        with writing(self.tensorboard_dir):
+            self.writer = SummaryWriter(log_dir=str(self.tensorboard_dir), **purge)
 
     def _rewrite(self) -> None:
         buffer = io.StringIO()
@@ -80,10 +85,16 @@ class MetricsLogger:
         writer.writeheader()
         writer.writerows(self.rows)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(buffer.getvalue())
-        temporary.replace(self.path)
+        with writing(self.path):
+            temporary.write_text(buffer.getvalue())
+            temporary.replace(self.path)
 
     def log(self, row: dict) -> None:
+        """Append the row; a stop signal arriving meanwhile is raised after it (see runtime)."""
+        with signals_deferred():
+            self._log(row)
+
+    def _log(self, row: dict) -> None:
         text = {column: _format(value) for column, value in row.items()}
         new_columns = [c for c in row if c not in self.columns]
         if new_columns:
@@ -93,17 +104,19 @@ class MetricsLogger:
         else:
             buffer = io.StringIO()
             csv.DictWriter(buffer, self.columns, restval="", lineterminator="\n").writerow(text)
-            with self.path.open("a") as handle:
+            with writing(self.path), self.path.open("a") as handle:
                 handle.write(buffer.getvalue())  # one write: a stop cannot split the row
             self.rows.append(text)
         step = int(row["iteration"])
-        for column, value in row.items():
-            if column != "iteration" and isinstance(value, int | float):
-                self.writer.add_scalar(tensorboard_tag(column), value, step)
-        self.writer.flush()
+        with writing(self.tensorboard_dir):  # its writer thread's errors surface here
+            for column, value in row.items():
+                if column != "iteration" and isinstance(value, int | float):
+                    self.writer.add_scalar(tensorboard_tag(column), value, step)
+            self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        with signals_deferred():
+            self.writer.close()
 
 
 def _format(value) -> str:

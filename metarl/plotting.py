@@ -19,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
+from metarl.run_dir import writing  # noqa: E402
+
 PANEL_INCHES = (6.4, 4.8)
 DPI = 100
 METHOD_STYLES = {
@@ -169,7 +171,8 @@ def plot(inputs: list[Path], output: Path) -> Path:
             plot_adaptation(axis, adaptation)
     figure.tight_layout()
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=DPI)
+    with writing(output):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(output, dpi=DPI)
     plt.close(figure)
     return output

@@ -37,6 +37,7 @@ from metarl.config_validation import (
 )
 from metarl.experiment import build_policy
 from metarl.policies import GaussianMLPPolicy
+from metarl.run_dir import write_text_file
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 KIND = "rl"
@@ -139,5 +140,5 @@ def resume_point(run_dir: Path, overrides: dict | None = None) -> ResumePoint:
             f"--set iterations={config.iterations}: the run has already done {state.iteration}"
         )
     set_global_rng_state(checkpoint["rng"])
-    (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    write_text_file(run_dir / "config.yaml", config_to_yaml(config))
     return ResumePoint(config, policy, state)

@@ -1,10 +1,13 @@
-"""Run directories: created safely and held by one process at a time.
+"""Run directories: created safely, held by one process at a time, written file by file.
 
 A training process (train or resume) holds an exclusive `fcntl.flock` on
 `RUN_DIR/.lock` for its whole life, with its PID written inside. A second
 process on the same directory gets one message naming that PID. The kernel
 drops the lock when its holder exits, however it exits, so a lock file left by
 a killed process never blocks a resume.
+
+A file that cannot be written (a full disk, a read-only folder) raises
+`RunFileError` naming it; small files are replaced whole (`write_text_file`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_FILE = ".lock"
@@ -90,3 +95,51 @@ def existing_run_dir(run_dir: str | Path) -> Path:
     if not run_dir.is_dir():
         raise RunDirError(f"{str(run_dir)!r} is a file, not a run directory")
     return run_dir
+
+
+class RunFileError(OSError):
+    """A run file could not be written; str() is `cannot write PATH: REASON`."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OSError of the body into a RunFileError naming `path`.
+
+    (A write that fails for a full disk names no file; one to a temporary file names
+    that file, not the one the user knows.)
+    """
+    try:
+        yield
+    except RunFileError:
+        raise
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise RunFileError(error.errno, reason, str(path)) from error
+
+
+def writable_dir(path: str | Path) -> Path:
+    """`path` as a directory this process can write in (created if missing); else RunFileError."""
+    path = Path(path)
+    with writing(path):
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a directory")
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".metarl-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    return path
+
+
+def write_text_file(path: str | Path, text: str) -> None:
+    """Replace `path` with `text` whole: a failure leaves the previous file as it was."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with writing(path):
+        try:
+            temporary.write_text(text)
+            temporary.replace(path)
+        finally:
+            temporary.unlink(missing_ok=True)

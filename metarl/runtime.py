@@ -1,4 +1,5 @@
-"""Process settings: torch threads and the memory allocator (speed on CPUs), stop signals."""
+"""Process settings: torch threads and the memory allocator (speed on CPUs), the machine's
+memory (to refuse a config that cannot fit), stop signals."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+from metarl.config_validation import ConfigError
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -50,6 +53,24 @@ def learner_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine in bytes (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_fits_in_memory(needed_bytes: int, what: str, keys: str) -> None:
+    """ConfigError if `needed_bytes` (an estimate, at least) exceeds this machine's memory."""
+    available = machine_memory_bytes()
+    if available and needed_bytes > available:
+        raise ConfigError(
+            f"{what} need at least {needed_bytes / 2**30:,.1f} GiB of memory; this machine has "
+            f"{available / 2**30:,.1f} GiB: lower {keys}"
+        )
+
+
 def set_torch_threads(threads: int) -> int:
     """Use `threads` intra-op threads (0: one per core); returns the number set."""
     count = threads if threads > 0 else (os.cpu_count() or 1)
@@ -76,8 +97,39 @@ class StopRequested(KeyboardInterrupt):
         super().__init__(signal.Signals(signal_number).name)
 
     @property
+    def reason(self) -> str:
+        """What stopped the job, for its last message."""
+        names = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "stopped by SIGTERM"}
+        return names.get(
+            self.signal_number, f"stopped by {signal.Signals(self.signal_number).name}"
+        )
+
+    @property
     def exit_code(self) -> int:
         return 128 + self.signal_number  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class _Deferral:
+    depth = 0  # signals_deferred() sections the main thread is in
+    pending: int | None = None  # the stop signal that arrived inside one
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Run the body to its end: a stop signal arriving inside raises when the body is done.
+
+    For code that must not be cut in the middle, such as a TensorBoard write: a
+    KeyboardInterrupt inside its queue leaves the writer thread waiting for ever,
+    and the process hangs at exit (seen with a Ctrl-C during `flush()`).
+    """
+    _Deferral.depth += 1
+    try:
+        yield
+    finally:
+        _Deferral.depth -= 1
+    if _Deferral.depth == 0 and _Deferral.pending is not None:
+        number, _Deferral.pending = _Deferral.pending, None
+        raise StopRequested(number)
 
 
 @contextmanager
@@ -87,8 +139,8 @@ def stop_on_signals(already_stopping: bool = False) -> Iterator[None]:
     A job's cleanup (writing its checkpoint) then runs to the end however often the
     user presses Ctrl-C or a scheduler repeats SIGTERM: run the cleanup inside
     `stop_on_signals(already_stopping=True)`, where no signal raises. Handlers are
-    restored on exit. Outside the main thread (where Python cannot set handlers)
-    this does nothing.
+    restored on exit. Inside `signals_deferred()` the stop waits for the section's
+    end. Outside the main thread (where Python cannot set handlers) this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -106,6 +158,9 @@ def stop_on_signals(already_stopping: bool = False) -> Iterator[None]:
             )
             return
         stopping = True
+        if _Deferral.depth:  # inside signals_deferred(): raised when that section ends
+            _Deferral.pending = signal_number
+            return
         raise StopRequested(signal_number)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

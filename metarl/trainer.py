@@ -29,16 +29,18 @@ from metarl.experiment import (
     HVP_SUBSAMPLE_STREAM,
     algorithm_setup,
     build_policy,
+    check_memory,
     iteration_tasks,
     make_sampler,
     meta_step_settings,
     stream_rng,
 )
+from metarl.inner import NonFiniteError
 from metarl.maml_trpo import MetaStepStats, meta_step
 from metarl.metrics import MetricsLogger
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
 from metarl.resuming import BEST, CHECKPOINT, TrainingState, checkpoint_payload, resume_point
-from metarl.run_dir import RunDirLock, existing_run_dir, new_run_dir
+from metarl.run_dir import RunDirLock, existing_run_dir, new_run_dir, write_text_file
 from metarl.runtime import keep_freed_memory, learner_device, set_torch_threads, stop_on_signals
 
 
@@ -140,10 +142,11 @@ class Training:
 
 def train(config: TrainConfig, run_dir: Path, show_progress: bool = True) -> Path:
     """Meta-train from scratch into `run_dir`; returns the run directory."""
+    check_memory(config)
     run_dir = new_run_dir(run_dir)
     with RunDirLock(run_dir):
-        (run_dir / "config.yaml").write_text(config_to_yaml(config))
         try:
+            write_text_file(run_dir / "config.yaml", config_to_yaml(config))
             training = Training(config, run_dir=run_dir)
         except BaseException:  # refused before any iteration: leave the directory reusable
             (run_dir / "config.yaml").unlink(missing_ok=True)
@@ -236,10 +239,11 @@ def run_training(
         with stop_on_signals(already_stopping=True):  # more Ctrl-Cs cannot cut this short
             save(run_dir / CHECKPOINT, committed)
             progress.close()
+            resume = f" Continue with:\n  metarl train --resume {run_dir}"
             print(
                 f"\n{_stop_reason(error)}; checkpoint written at iteration "
-                f"{committed.state.iteration} (iterations before it are done). Continue with:\n"
-                f"  metarl train --resume {run_dir}",
+                f"{committed.state.iteration} (iterations before it are done)."
+                + ("" if isinstance(error, NonFiniteError) else resume),  # would fail again
                 flush=True,
             )
             training.close()

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "metarl"
-BASE = {"metarl.config_validation", "metarl.checkpoints", "metarl.metrics", "metarl.runtime"}
+BASE = {
+    "metarl.config_file",
+    "metarl.config_validation",
+    "metarl.checkpoints",
+    "metarl.metrics",
+    "metarl.run_dir",
+    "metarl.runtime",
+}
 CORE = {
     "metarl.params",
     "metarl.episodes",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from metarl.checkpoints import FORMAT_VERSION, MAGIC, CheckpointError, load_chec
 from metarl.cli import main
 from metarl.metrics import read_rows
 from metarl.run_dir import RunDirLock
+from metarl.runtime import StopRequested, signals_deferred, stop_on_signals
 from metarl.trainer import train
 
 ROOT = Path(__file__).parents[1]
@@ -157,3 +160,131 @@ def test_every_stop_writes_the_last_completed_iteration_and_says_so(
     # the last row may be logged before its iteration was committed: it is redone on resume
     assert done >= 1 and len(rows) in (done, done + 1)
     assert main(["train", "--resume", str(run_dir), "--set", f"iterations={done + 1}"]) == 0
+
+
+# ---- bad inputs: one message, exit 2, nothing lost or left behind --------------------------
+
+
+def test_resume_with_a_non_integer_iterations_names_the_key_and_changes_nothing(tmp_path, capsys):
+    run_dir = train(small_navigation_config(iterations=1), tmp_path / "run", show_progress=False)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(run_dir), "--set", "iterations=ten"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("metarl: error: ") and "key 'iterations': expected an integer" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("config", ["navigation.yaml", "sinusoid.yaml"])
+def test_a_file_given_as_run_directory_is_one_message(tmp_path, capsys, config):
+    path = tmp_path / "notes.txt"
+    path.write_text("keep me")
+    args = ["train", str(ROOT / "configs" / config), "--run-dir", str(path), "--no-progress"]
+    assert main(args) == 2
+    assert f"run directory {str(path)!r} is a file, not a directory" in capsys.readouterr().err
+    assert path.read_text() == "keep me"
+
+
+def test_blank_lines_at_the_end_of_metrics_csv_do_not_stop_a_resume(tmp_path):
+    run_dir = train(small_navigation_config(iterations=2), tmp_path / "run", show_progress=False)
+    with (run_dir / "metrics.csv").open("a") as handle:
+        handle.write("\n\n")
+    assert main(["train", "--resume", str(run_dir), "--set", "iterations=3", "--no-progress"]) == 0
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 4 and all(lines)  # header and 3 rows, no blank line kept
+    assert [row["iteration"] for row in read_rows(run_dir / "metrics.csv")[1]] == ["0", "1", "2"]
+
+
+def test_a_run_refused_before_its_first_iteration_leaves_a_reusable_directory(tmp_path, capsys):
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    navigation, run_dir = str(ROOT / "configs" / "navigation.yaml"), tmp_path / "run"
+    common = ["--set", "iterations=1", "--set", "meta_batch_size=2", "--set", "horizon=10"]
+    refused = ["--set", "sampler=ray", "--ray-address", f"127.0.0.1:{port}"]
+    args = ["train", navigation, *common, "--run-dir", str(run_dir), "--no-progress"]
+    assert main([*args, *refused]) == 2
+    assert f"ray_address '127.0.0.1:{port}': cannot reach" in capsys.readouterr().err
+    assert [p.name for p in run_dir.iterdir()] == [".lock"]  # no config.yaml
+    assert main(args) == 0  # the same directory takes the run
+    assert load_checkpoint(run_dir / "checkpoint.pt")["state"]["iteration"] == 1
+
+
+def test_a_full_disk_stops_with_one_message_and_keeps_the_last_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    """ENOSPC while writing iteration 2's checkpoint: `cannot write PATH: REASON`, exit 2,
+    checkpoint.pt still holds iteration 1 and loads, no temporary file left."""
+    run_dir = tmp_path / "run"
+    checkpoints_written = []
+    real_fsync = os.fsync
+
+    def fsync(fd):  # the disk fills up after the first checkpoint.pt
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".checkpoint.pt."):
+            if checkpoints_written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            checkpoints_written.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    navigation = str(ROOT / "configs" / "navigation.yaml")
+    sets = ["iterations=3", "meta_batch_size=2", "rollouts_per_task=2", "horizon=10"]
+    args = ["train", navigation, *(a for s in sets for a in ("--set", s)), "--no-progress"]
+    assert main([*args, "--run-dir", str(run_dir)]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert (
+        lines[-1] == f"metarl: error: cannot write {run_dir}/checkpoint.pt: No space left on device"
+    )
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    assert load_checkpoint(run_dir / "checkpoint.pt")["state"]["iteration"] == 1
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_eval_refuses_an_unusable_out_before_evaluating(tmp_path, monkeypatch, capsys):
+    run_dir = train(small_navigation_config(iterations=1), tmp_path / "run", show_progress=False)
+    import metarl.evaluation
+
+    def evaluation_ran(*args, **kwargs):
+        raise AssertionError("the evaluation ran before --out was checked")
+
+    monkeypatch.setattr(metarl.evaluation, "run_evaluation", evaluation_ran)
+    existing = tmp_path / "eval.json"
+    existing.write_text("{}")
+    assert main(["eval", str(run_dir), "--out", str(existing)]) == 2
+    assert f"--out {str(existing)!r} is a file" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--out", str(existing / "sub")]) == 2
+    assert f"cannot write {existing / 'sub'}" in capsys.readouterr().err
+    assert existing.read_text() == "{}"
+
+
+def test_a_diverging_inner_step_names_inner_lr_and_advises_no_resume(tmp_path, capsys):
+    navigation = str(ROOT / "configs" / "navigation.yaml")
+    sets = ["inner_lr=1.0e+10", "meta_batch_size=2", "rollouts_per_task=2", "horizon=10"]
+    run_dir = tmp_path / "run"
+    args = ["train", navigation, *(a for s in sets for a in ("--set", s)), "--no-progress"]
+    assert main([*args, "--run-dir", str(run_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip() == (
+        "metarl: error: iteration 0: after inner step 1 of size 1e+10, the policy's actions are "
+        "not finite: the step size is too large (training: inner_lr; evaluation: eval_step_sizes)"
+    )
+    assert "checkpoint written at iteration 0" in out and "--resume" not in out
+
+
+def test_a_stop_signal_inside_a_deferred_section_is_raised_when_it_ends():
+    """A Ctrl-C landing inside a TensorBoard write once hung the process at exit (its writer
+    thread waited for ever); MetricsLogger writes in `signals_deferred`, so the stop waits."""
+    finished = []
+    with pytest.raises(StopRequested) as stop, stop_on_signals():
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler has run by now, and not raised
+            finished.append("the section")
+        finished.append("after it")  # not reached: the stop is raised at the section's end
+    assert finished == ["the section"] and stop.value.signal_number == signal.SIGINT
+    with pytest.raises(StopRequested), stop_on_signals():  # outside a section: at once
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+        finished.append("not reached")
+    assert finished == ["the section"]

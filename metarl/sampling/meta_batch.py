@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from metarl.episodes import MetaBatch, Rollouts
-from metarl.inner import adapt
+from metarl.inner import NonFiniteError, adapt
 from metarl.policies import Params
 from metarl.runtime import torch_threads
 from metarl.sampling.rollouts import AdvantageSettings, RolloutKey, rollout, task_params
@@ -85,39 +85,39 @@ def sample_meta_batch(
 ) -> MetaBatch:
     """Rollouts of every inner step and the validation rollouts for `tasks`."""
     s = settings
-    train: list[Rollouts] = []
+    phases: list[Rollouts] = []  # theta's rollouts, each inner step's, the validation ones
     current, stacked = {n: p.detach() for n, p in params.items()}, False
-    for step in range(s.inner_steps):
-        key = RolloutKey(s.seed, s.stream, iteration, phase=step)
-        rollouts = rollout(
-            vector_env,
-            policy,
-            current,
-            tasks,
-            task_ids,
-            s.rollouts_per_task,
-            s.horizon,
-            key,
-            s.advantage,
-        )
-        train.append(rollouts)
+    for phase in range(s.inner_steps + 1):
+        key = RolloutKey(s.seed, s.stream, iteration, phase=phase)
+        try:
+            rollouts = rollout(
+                vector_env,
+                policy,
+                current,
+                tasks,
+                task_ids,
+                s.rollouts_per_task,
+                s.horizon,
+                key,
+                s.advantage,
+            )
+        except NonFiniteError as error:
+            if phase == 0:
+                raise
+            raise NonFiniteError(
+                f"iteration {iteration}: after inner step {phase} of size "
+                f"{s.inner_step_sizes[phase - 1]:g}, {error}: the step size is too large "
+                "(training: inner_lr; evaluation: eval_step_sizes)"
+            ) from None
+        phases.append(rollouts)
+        if phase == s.inner_steps:
+            break
         with torch_threads(1):
             adapted = [
-                adapt_one_task(policy, current, stacked, rollouts, position, step, s)
+                adapt_one_task(policy, current, stacked, rollouts, position, phase, s)
                 for position in range(len(tasks))
             ]
         current = {name: torch.cat([a[name] for a in adapted]) for name in adapted[0]}
         stacked = True
-    key = RolloutKey(s.seed, s.stream, iteration, phase=s.inner_steps)
-    valid = rollout(
-        vector_env,
-        policy,
-        current,
-        tasks,
-        task_ids,
-        s.rollouts_per_task,
-        s.horizon,
-        key,
-        s.advantage,
-    )
+    train, valid = phases[:-1], phases[-1]
     return MetaBatch(train, valid)

@@ -5,7 +5,9 @@ address is probed first (`check_reachable`) and fails within CONNECT_TIMEOUT_S,
 naming the address. A local Ray started here lives in the run directory (see
 `ray_logs`), and its liveness can be checked (`LocalRay.alive`): when its
 raylet dies, Ray ends the driver process from C++ shortly after, so the sampler
-stops first, through the trainer, which writes its checkpoint and says so.
+stops first, through the trainer, which writes its checkpoint and says so. A
+`ray_reaper.Reaper` ends a local Ray's processes should the driver die without
+shutting it down.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import ray
 
 from metarl.sampling import SamplingError
 from metarl.sampling.ray_logs import DriverLog, local_temp_dir, move_logs
+from metarl.sampling.ray_reaper import Reaper
 
 CONNECT_TIMEOUT_S = 10.0  # a cluster address that does not answer within this fails
 _HTTP2_PREFACE, _HTTP2_SETTINGS = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0x4
@@ -34,6 +37,7 @@ class Connection:
     log_link: Path | None = None  # <run dir>/ray linking a short temp dir, moved at shutdown
     driver_log: DriverLog | None = None
     raylets: list[psutil.Process] = field(default_factory=list)  # a local Ray's raylet
+    reaper: Reaper | None = None  # ends a local Ray's processes if this process dies
 
     def local_ray_alive(self) -> bool:
         """False when this process started a local Ray whose raylet has died."""
@@ -43,6 +47,9 @@ class Connection:
         if self.owns_ray and ray.is_initialized():
             ray.shutdown()  # stops a local Ray; only disconnects from a cluster
         self.owns_ray = False
+        if self.reaper is not None:
+            self.reaper.close()
+            self.reaper = None
         if self.driver_log is not None:
             self.driver_log.close()
             self.driver_log = None
@@ -67,8 +74,9 @@ def connect(address: str | None, log_dir: Path | None, dashboard: bool) -> Conne
         except BaseException:
             driver_log.close()
             raise
-        raylets = [p for p in psutil.Process().children(recursive=True) if "raylet" in _name(p)]
-        return Connection(True, link, driver_log, raylets)
+        processes = psutil.Process().children(recursive=True)  # GCS, raylet, agents, ...
+        raylets = [p for p in processes if "raylet" in _name(p)]
+        return Connection(True, link, driver_log, raylets, Reaper(processes))
     check_reachable(address)
     try:
         ray.init(address=address, **quiet)

@@ -35,6 +35,7 @@ from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, Worker
 from torch import nn
 
 from metarl.episodes import MetaBatch
+from metarl.inner import NonFiniteError
 from metarl.policies import Params
 from metarl.runtime import keep_freed_memory
 from metarl.sampling import SamplingError
@@ -212,6 +213,10 @@ class RaySampler:
                     raise SamplingError(f"a Ray worker could not start: {cause}") from error
                 self._replace(actor, run, _reason(error))
                 continue
+            except ray.exceptions.RayTaskError as error:
+                if isinstance(error.cause, NonFiniteError):  # the config's: as sampled locally
+                    raise error.cause from None
+                raise
             run.last_progress = time.monotonic()
             if ref in starts:
                 actor.starting, actor.pid = None, value

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from metarl.episodes import Rollouts
+from metarl.inner import NonFiniteError
 from metarl.policies import ACTIVATIONS, Params
 from metarl.runtime import torch_threads
 from metarl.value_baseline import estimate_advantages
@@ -229,6 +230,8 @@ def _rollout(
             running &= ~(terminated[:count] | truncated[:count])
             if not running.any():
                 break
+    if not torch.isfinite(actions).all():  # the baseline fit would fail on what they did
+        raise NonFiniteError("the policy's actions are not finite")
     observations *= mask[..., None]
     actions *= mask[..., None]
     advantages, explained = per_task_advantages(observations, rewards, mask, advantage)

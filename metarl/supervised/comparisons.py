@@ -15,6 +15,7 @@ see `models.py` and `problems.adapted_names`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -22,10 +23,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from metarl.inner import NonFiniteError, all_finite
 from metarl.params import Params
 from metarl.supervised.maml import InnerLoop, query_curve, task_losses
 from metarl.supervised.models import batched_forward
 from metarl.supervised.tasks import TaskBatch, sample_sinusoid_params, sinusoid_points
+
+
+def checked_step(optimizer: torch.optim.Optimizer, loss: float) -> None:
+    """`optimizer.step()` if the loss and every gradient are finite, else NonFiniteError
+    with the parameters unchanged; NonFiniteError too if the step made them non-finite."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = [p.grad for p in params if p.grad is not None]
+    if not math.isfinite(loss) or not all_finite(grads):
+        what = "loss" if not math.isfinite(loss) else "gradient"
+        raise NonFiniteError(f"the training {what} is not finite (loss {loss:g})")
+    optimizer.step()
+    if not all_finite(params):
+        raise NonFiniteError(f"the parameters are not finite after a step (loss {loss:g})")
 
 
 def all_points_loss(
@@ -80,8 +95,9 @@ class MultitaskRegressors:
                 total = total + self.weight * (p - anchor).pow(2).flatten(1).sum(1).sum()
         self.optimizer.zero_grad()
         total.backward()
-        self.optimizer.step()
-        return losses.mean().item()
+        loss = losses.mean().item()
+        checked_step(self.optimizer, loss)
+        return loss
 
     def average(self) -> Params:
         """The mean parameter vector over the regressors."""

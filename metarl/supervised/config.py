@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metarl.config_validation import ConfigError, at_least
+from metarl.config_validation import MAX_SEED, MAX_THREADS, ConfigError, at_least, within
 
 PROBLEMS = ("sinusoid", "omniglot")
 SUPERVISED_ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")
@@ -22,6 +22,10 @@ PROBLEM_ALGORITHMS = {
 }
 PROBLEM_MODELS = {"sinusoid": ("mlp",), "omniglot": ("conv", "mlp")}
 OMNIGLOT_DRAWINGS = 20  # drawings of every Omniglot character
+MAX_ADAM_LR = 1e30  # torch's Adam holds its step size as a float32 (largest 3.4e38)
+# the data shipped with a source checkout (a relative data_path in a config file is read
+# relative to that file; on the command line relative to the working directory)
+SHIPPED_OMNIGLOT = Path(__file__).resolve().parents[2] / "data" / "omniglot"
 
 
 def _positive_list(values):
@@ -36,13 +40,13 @@ class SupervisedConfig:
 
     problem: str = field(metadata={"choices": PROBLEMS})
     algorithm: str = field(default="maml", metadata={"choices": SUPERVISED_ALGORITHMS})
-    seed: int = field(default=0, metadata=at_least(0))
+    seed: int = field(default=0, metadata=within(0, MAX_SEED))
     iterations: int = field(default=70000, metadata=at_least(1))
     meta_batch_size: int = field(default=25, metadata=at_least(1))
     inner_steps: int = field(default=1, metadata=at_least(1))
     inner_lr: float = field(default=0.01, metadata=at_least(0, strict=True))
     # Adam step size of the meta-optimizer (pretrain/oracle/multitask: of their training)
-    meta_lr: float = field(default=0.001, metadata=at_least(0, strict=True))
+    meta_lr: float = field(default=0.001, metadata=within(0, MAX_ADAM_LR, open_low=True))
     first_order: bool = False
     vmap: bool = True  # tasks of a meta-batch in one torch.func.vmap call
     # tasks per batched call (0: the whole meta-batch); gradients are summed over chunks,
@@ -54,11 +58,12 @@ class SupervisedConfig:
     # model: None picks the problem's default (sinusoid: mlp, omniglot: conv)
     model: str | None = field(default=None, metadata={"choices": ("mlp", "conv")})
     hidden_sizes: list[int] = field(default_factory=lambda: [40, 40])  # sinusoid MLP
-    data_path: str = "data/omniglot"  # folder of images_background*.zip, or one zip
+    # folder of images_background*.zip, or one zip
+    data_path: str = field(default=str(SHIPPED_OMNIGLOT), metadata={"path": True})
     split: list[float] = field(  # fractions of characters: meta-train, -validation, -test
         default_factory=lambda: [0.7, 0.1, 0.2], metadata={"check": _positive_list}
     )
-    split_seed: int = field(default=0, metadata=at_least(0))
+    split_seed: int = field(default=0, metadata=within(0, MAX_SEED))
     # z of the context vector: its size (sinusoid); image-shaped channels of it (Omniglot conv)
     context_dim: int = field(default=4, metadata=at_least(1))
     multitask_models: int = field(default=500, metadata=at_least(1))
@@ -79,7 +84,7 @@ class SupervisedConfig:
     val_tasks: int = field(default=100, metadata=at_least(2))
     log_interval: int = field(default=50, metadata=at_least(1))
     checkpoint_interval: int = field(default=1000, metadata=at_least(1))
-    torch_threads: int = field(default=0, metadata=at_least(0))  # 0: one per core
+    torch_threads: int = field(default=0, metadata=within(0, MAX_THREADS))  # 0: one per core
 
     def __post_init__(self):
         if self.algorithm not in PROBLEM_ALGORITHMS[self.problem]:
@@ -117,12 +122,22 @@ class SupervisedConfig:
                 )
         path = Path(self.data_path)
         if not path.exists():
+            where = "" if path.is_absolute() else f" (here: {path.absolute()})"
             raise ConfigError(
-                f"key 'data_path': {self.data_path!r} does not exist (expected a folder "
+                f"key 'data_path': {self.data_path!r}{where} does not exist (expected a folder "
                 "holding images_background*.zip, or one such zip)"
             )
         if path.is_dir() and not sorted(path.glob("images_background*.zip")):
             raise ConfigError(f"key 'data_path': no images_background*.zip in {self.data_path!r}")
+
+    def divergence_advice(self, first_step: bool) -> str:
+        """Which step size to lower when training diverged: the inner loop's or Adam's."""
+        inner, outer = f"inner_lr (now {self.inner_lr:g})", f"meta_lr (now {self.meta_lr:g})"
+        if not self.meta_learned:
+            return f"the step size is too large: lower {outer}"
+        if first_step:  # the initial parameters are finite: the inner step diverged
+            return f"the inner step diverged at once: lower {inner}"
+        return f"a step size is too large: lower {inner} or {outer}"
 
     @property
     def model_kind(self) -> str:

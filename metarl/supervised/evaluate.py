@@ -19,6 +19,7 @@ import torch
 
 from metarl.checkpoints import CheckpointError
 from metarl.config_validation import ConfigError, config_from_dict
+from metarl.run_dir import writable_dir, write_text_file, writing
 from metarl.runtime import keep_freed_memory, set_torch_threads
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.maml import query_curve
@@ -139,7 +140,7 @@ def evaluate_checkpoint(path: str | Path, checkpoint: dict, args) -> dict:
         raise ConfigError(f"--steps and --seed must be >= 0, got {steps} and {seed}")
     rows = evaluate_model(model, config, checkpoint["eval_lr"], tasks, steps, seed)
     out = Path(args.out) if args.out is not None else path.parent
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out)
     result = {
         "checkpoint": str(path),
         "problem": config.problem,
@@ -149,8 +150,8 @@ def evaluate_checkpoint(path: str | Path, checkpoint: dict, args) -> dict:
         "seed": seed,
         "rows": rows,
     }
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
-    with (out / "eval.csv").open("w", newline="") as handle:
+    write_text_file(out / "eval.json", json.dumps(result, indent=2))
+    with writing(out / "eval.csv"), (out / "eval.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -69,6 +69,55 @@ def make_task_sampler(config: SupervisedConfig) -> TaskSampler:
     return TaskSampler(config, data, classes)
 
 
+FLOAT_BYTES = 4
+IMAGE_FLOATS = omniglot.IMAGE_SIZE**2
+FILTERS = 64
+# floats a forward pass keeps per image and layer (conv: 64 filters at 14, 7, 4, 2 pixels)
+CONV_FLOATS = FILTERS * (14 * 14 + 7 * 7 + 4 * 4 + 2 * 2)
+OMNIGLOT_MLP_SIZES = (256, 128, 64, 64)
+
+
+def parameter_count(config: SupervisedConfig) -> int:
+    """The number of parameters `build_model(config)` has (computed, nothing allocated)."""
+    context = config.context_dim if config.algorithm == "context" else 0
+    if config.problem == "omniglot" and config.model_kind == "conv":
+        first = 9 * FILTERS * (1 + context) + FILTERS
+        convs = first + 3 * (9 * FILTERS**2 + FILTERS) + 4 * 2 * FILTERS  # + batch norms
+        return context * IMAGE_FLOATS + convs + (FILTERS + 1) * config.ways  # z: image-shaped
+    norms = 0
+    if config.problem == "omniglot":
+        widths = [IMAGE_FLOATS + context, *OMNIGLOT_MLP_SIZES, config.ways]
+        norms = 2 * sum(OMNIGLOT_MLP_SIZES)
+    else:
+        inputs = 1 + (SINUSOID_PARAMS if config.algorithm == "oracle" else 0)
+        widths = [inputs + context, *config.hidden_sizes, 1]
+    return context + norms + sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def memory_estimate(config: SupervisedConfig) -> int:
+    """Bytes meta-training needs at least: a meta-batch's data and activations, the
+    validation tasks' data, the multi-task regressors, the per-task parameter stacks.
+
+    Each layer keeps its output, batch-normalized and activated copies (3 floats per
+    unit) for every inner step of the graph.
+    """
+    if config.problem == "sinusoid":
+        inputs, units, examples = 3, sum(config.hidden_sizes), 1  # examples: per shot
+    else:
+        units = CONV_FLOATS if config.model_kind == "conv" else sum(OMNIGLOT_MLP_SIZES)
+        inputs, examples = IMAGE_FLOATS, config.ways
+    per_example = inputs + 3 * units * (config.inner_steps + 1)
+    batch = config.meta_batch_size * examples * (config.shots + config.query) * per_example
+    shots = max(config.shots_to_evaluate)
+    validation = config.val_tasks * examples * (shots + config.query_to_evaluate) * inputs
+    params = parameter_count(config)
+    multitask = 0
+    if config.algorithm == "multitask":
+        multitask = config.multitask_models * (config.multitask_batch * per_example + 4 * params)
+    stacks = params * (4 + config.meta_batch_size * config.inner_steps)
+    return FLOAT_BYTES * (batch + validation + multitask + stacks)
+
+
 def build_model(config: SupervisedConfig) -> nn.Module:
     """The problem's network, initialized from the run seed."""
     torch.manual_seed(config.seed)

@@ -1,9 +1,9 @@
 """The supervised training loop: MAML (or a comparison method) on sinusoids or Omniglot.
 
 A run directory holds the resolved `config.yaml`, `metrics.csv` (one row per logging
-interval; the same scalars in TensorBoard under `tensorboard/`), `checkpoint.pt`
-(the latest parameters, written periodically and at the end) and `best.pt` (the
-parameters with the best meta-validation score). Both checkpoints carry the step
+interval; the same scalars in TensorBoard under `tensorboard/`), `checkpoint.pt` (the
+latest finite parameters: periodically, at the end, on Ctrl-C, SIGTERM or divergence) and
+`best.pt` (the parameters with the best meta-validation score). Both carry the step
 size to fine-tune with at test time (`eval_lr`): the inner step size for MAML and
 the context vector, tuned on meta-validation tasks for the pretrained and
 multi-task comparisons.
@@ -24,11 +24,23 @@ from tqdm import tqdm
 
 from metarl.checkpoints import save_checkpoint
 from metarl.config_validation import config_to_yaml
+from metarl.inner import NonFiniteError, all_finite
 from metarl.metrics import MetricsLogger
-from metarl.runtime import keep_freed_memory, set_torch_threads
-from metarl.supervised.comparisons import MultitaskRegressors, all_points_loss, tune_eval_lr
+from metarl.run_dir import RunDirLock, new_run_dir, write_text_file
+from metarl.runtime import (
+    check_fits_in_memory,
+    keep_freed_memory,
+    set_torch_threads,
+    stop_on_signals,
+)
+from metarl.supervised.comparisons import (
+    MultitaskRegressors,
+    all_points_loss,
+    checked_step,
+    tune_eval_lr,
+)
 from metarl.supervised.config import SupervisedConfig
-from metarl.supervised.maml import QueryCurve, query_curve, query_losses
+from metarl.supervised.maml import query_curve, query_losses
 from metarl.supervised.models import model_params
 from metarl.supervised.problems import (
     STREAMS,
@@ -37,6 +49,7 @@ from metarl.supervised.problems import (
     evaluation_inner_loop,
     loss_name,
     make_task_sampler,
+    memory_estimate,
     training_inner_loop,
 )
 from metarl.supervised.tasks import TaskBatch, seeded_rng
@@ -67,24 +80,21 @@ def adam_meta_step(
         losses.append(task_losses.detach())
         if inner.loss == "cross_entropy":
             accuracies.append((outputs.argmax(-1) == part.query_y).float().mean(1))
-    optimizer.step()
     stats = {"loss_post": torch.cat(losses).mean().item()}
+    checked_step(optimizer, stats["loss_post"])
     if accuracies:
         stats["accuracy_post"] = torch.cat(accuracies).mean().item()
     return stats
 
 
 def all_points_step(
-    model: nn.Module,
-    batch: TaskBatch,
-    config: SupervisedConfig,
-    optimizer: torch.optim.Optimizer,
+    model: nn.Module, batch: TaskBatch, config: SupervisedConfig, optimizer
 ) -> dict[str, float]:
     """One Adam step of the pretrained/oracle comparison on all points of the meta-batch."""
     optimizer.zero_grad()
     loss = all_points_loss(model, model_params(model), batch, loss_name(config), config.vmap)
     loss.backward()
-    optimizer.step()
+    checked_step(optimizer, loss.item())
     return {"loss": loss.item()}
 
 
@@ -129,12 +139,7 @@ def eval_step_size(model: nn.Module, batches: list[TaskBatch], config: Supervise
 
 
 def supervised_checkpoint_payload(
-    model: nn.Module,
-    config: SupervisedConfig,
-    iteration: int,
-    step_size: float,
-    scores: dict[float, float],
-    optimizer: torch.optim.Optimizer,
+    model: nn.Module, config: SupervisedConfig, iteration: int, step_size: float, scores, optimizer
 ) -> dict:
     """What best.pt and checkpoint.pt hold: parameters, config, the step size to fine-tune with."""
     return {
@@ -149,16 +154,26 @@ def supervised_checkpoint_payload(
 
 
 def train_supervised(config: SupervisedConfig, run_dir: Path, show_progress: bool = True) -> Path:
-    """Meta-train MAML (or train a comparison method) into `run_dir`, from scratch; returns it."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"run directory {str(run_dir)!r} exists and is not empty")
-    sampler = make_task_sampler(config)  # a bad data path fails before the run dir is made
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_to_yaml(config))
-    keep_freed_memory()
-    set_torch_threads(config.torch_threads)
+    """Meta-train MAML (or train a comparison method) into `run_dir`, from scratch; returns it.
 
+    Ctrl-C or SIGTERM writes checkpoint.pt and re-raises; a non-finite loss, gradient or
+    parameter raises NonFiniteError, checkpoint.pt holding the last finite parameters.
+    """
+    sampler = make_task_sampler(config)  # a bad data path fails before the run dir is made
+    check_fits_in_memory(
+        memory_estimate(config),
+        "meta-training's tasks, activations and parameters",
+        "meta_batch_size, shots, query, val_tasks, hidden_sizes or multitask_models",
+    )
+    run_dir = new_run_dir(run_dir)
+    with RunDirLock(run_dir):
+        write_text_file(run_dir / "config.yaml", config_to_yaml(config))
+        keep_freed_memory()
+        set_torch_threads(config.torch_threads)
+        return _train(config, sampler, run_dir, show_progress)
+
+
+def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_progress: bool):
     model = build_model(config)
     val_batches = validation_batches(sampler, config)
     multitask = None
@@ -176,73 +191,91 @@ def train_supervised(config: SupervisedConfig, run_dir: Path, show_progress: boo
         optimizer = multitask.optimizer
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
+
+    def save(name: str, done: int, step_size: float = config.inner_lr, scores=None) -> None:
+        payload = supervised_checkpoint_payload(
+            model, config, done, step_size, scores or {}, optimizer
+        )
+        save_checkpoint(run_dir / name, payload)
+
     logger = MetricsLogger(run_dir)
     best_score, best_state, best_iteration = -math.inf, None, 0
     tasks_per_step = config.multitask_models if multitask else config.meta_batch_size
-    train_s, window, start = 0.0, [], time.perf_counter()
+    train_s, window, start, done, saved = 0.0, [], time.perf_counter(), 0, None
+    final_state = None
     progress = tqdm(range(config.iterations), desc="iterations", disable=not show_progress)
     try:
-        for iteration in progress:
-            rng = seeded_rng(config.seed, STREAMS["train"], iteration)
-            clock = time.perf_counter()
-            if multitask:
-                stats = {"loss": multitask.step(rng, config.multitask_batch)}
-            else:
-                batch = sampler.sample(
-                    "train", rng, config.meta_batch_size, config.shots, config.query
-                )
-                step = adam_meta_step if config.meta_learned else all_points_step
-                stats = step(model, batch, config, optimizer)
-            train_s += time.perf_counter() - clock
-            window.append(stats)
-            done = iteration + 1
-            validating = done % config.val_interval == 0 or done == config.iterations
-            if not (validating or done % config.log_interval == 0):
-                continue
-            if multitask:
-                _load(model, multitask.average())
-            row = {
-                "iteration": done,
-                "tasks": done * tasks_per_step,
-                "wall_s": time.perf_counter() - start,
-                "tasks_per_s": done * tasks_per_step / train_s,
-                **{key: float(np.mean([s[key] for s in window])) for key in window[0]},
-                **dict.fromkeys(_validation_columns(config), math.nan),
-            }
-            window = []
-            if validating:
-                row.update(validate(model, val_batches, config))
-                score = validation_score(config, row)
-                if best_state is None or score > best_score:
-                    best_score, best_iteration = score, done
-                    best_state = copy.deepcopy(model.state_dict())
-                    save_checkpoint(
-                        run_dir / "best.pt",
-                        supervised_checkpoint_payload(
-                            model, config, done, config.inner_lr, {}, optimizer
-                        ),
+        with stop_on_signals():
+            for iteration in progress:
+                rng = seeded_rng(config.seed, STREAMS["train"], iteration)
+                clock = time.perf_counter()
+                if multitask:
+                    stats = {"loss": multitask.step(rng, config.multitask_batch)}
+                else:
+                    batch = sampler.sample(
+                        "train", rng, config.meta_batch_size, config.shots, config.query
                     )
-            logger.log(row)
-            progress.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("val")})
-            if done % config.checkpoint_interval == 0 and done < config.iterations:
-                save_checkpoint(
-                    run_dir / "checkpoint.pt",
-                    supervised_checkpoint_payload(
-                        model, config, done, config.inner_lr, {}, optimizer
-                    ),
-                )
-        final_state = copy.deepcopy(model.state_dict())
-        for name, state, iteration in (
-            ("best.pt", best_state, best_iteration),
-            ("checkpoint.pt", final_state, config.iterations),
-        ):
-            model.load_state_dict(state)
-            step_size, scores = eval_step_size(model, val_batches, config)
-            payload = supervised_checkpoint_payload(
-                model, config, iteration, step_size, scores, optimizer
+                    step = adam_meta_step if config.meta_learned else all_points_step
+                    stats = step(model, batch, config, optimizer)
+                train_s += time.perf_counter() - clock
+                window.append(stats)
+                done = iteration + 1
+                validating = done % config.val_interval == 0 or done == config.iterations
+                if not (validating or done % config.log_interval == 0):
+                    continue
+                if multitask:
+                    _load(model, multitask.average())
+                row = {
+                    "iteration": done,
+                    "tasks": done * tasks_per_step,
+                    "wall_s": time.perf_counter() - start,
+                    "tasks_per_s": done * tasks_per_step / train_s,
+                    **{key: float(np.mean([s[key] for s in window])) for key in window[0]},
+                    **dict.fromkeys(_validation_columns(config), math.nan),
+                }
+                window = []
+                if validating:
+                    row.update(validate(model, val_batches, config))
+                    score = validation_score(config, row)
+                    if best_state is None or score > best_score:
+                        best_score, best_iteration = score, done
+                        best_state = copy.deepcopy(model.state_dict())
+                        save("best.pt", done)
+                logger.log(row)
+                progress.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("val")})
+                if done % config.checkpoint_interval == 0 and done < config.iterations:
+                    save("checkpoint.pt", done)
+                    saved = done
+            final_state = copy.deepcopy(model.state_dict())
+            for name, state, iteration in (
+                ("best.pt", best_state, best_iteration),
+                ("checkpoint.pt", final_state, config.iterations),
+            ):
+                model.load_state_dict(state)
+                save(name, iteration, *eval_step_size(model, val_batches, config))
+    except (KeyboardInterrupt, NonFiniteError) as stop:  # keep the last finite parameters
+        with stop_on_signals(already_stopping=True):  # more Ctrl-Cs cannot cut this short
+            progress.close()
+            if final_state is not None:  # stopped while tuning or saving at the end
+                model.load_state_dict(final_state)
+            if all_finite(multitask.stack.values() if multitask else model.parameters()):
+                if multitask:
+                    _load(model, multitask.average())
+                save("checkpoint.pt", done)
+                saved = done
+            kept = "no checkpoint" if saved is None else f"checkpoint written at iteration {saved}"
+            if isinstance(stop, NonFiniteError):
+                print(f"\nstopped: non-finite values; {kept}", flush=True)
+                advice = config.divergence_advice(first_step=done == 0)
+                raise NonFiniteError(
+                    f"iteration {done + 1}: {stop}; {advice} ({kept}: {run_dir / 'checkpoint.pt'})"
+                ) from None
+            print(
+                f"\n{getattr(stop, 'reason', 'interrupted')}; {kept} (for metarl eval)", flush=True
             )
-            save_checkpoint(run_dir / name, payload)
+        raise
     finally:
+        progress.close()
         logger.close()
     return run_dir
 
@@ -258,11 +291,3 @@ def _load(model: nn.Module, params: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             parameter.copy_(params[name])
-
-
-def curve_summary(curve: QueryCurve) -> dict[str, list[float]]:
-    """Mean query loss (and accuracy) after each step, for logs and tests."""
-    summary = {"loss": curve.losses.mean(1).tolist()}
-    if curve.accuracies is not None:
-        summary["accuracy"] = curve.accuracies.mean(1).tolist()
-    return summary
