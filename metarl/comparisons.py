@@ -7,7 +7,9 @@ uses an existing checkpoint (or run directory) instead. A method without a path
 is trained by the ordinary trainer (`algorithm: pretrain | oracle | context`)
 with the evaluated run's config into `<run dir>/baselines/<name>/`: a finished
 run there is reused, an unfinished one resumed, so repeating the command costs
-nothing and an interrupted one picks up where it stopped.
+nothing and an interrupted one picks up where it stopped. Of every run directory,
+the evaluated one and the baselines', `--checkpoint best|last` evaluates best.pt
+(the default: the paper keeps the best iteration) or checkpoint.pt.
 """
 
 from __future__ import annotations
@@ -20,16 +22,40 @@ from torch import nn
 from metarl.checkpoints import CheckpointError, load_checkpoint
 from metarl.config import TrainConfig
 from metarl.evaluation import METHODS, random_policy
-from metarl.resuming import CHECKPOINT, policy_from_checkpoint
+from metarl.resuming import BEST, CHECKPOINT, policy_from_checkpoint
 from metarl.trainer import resume, train
 
 TRAINED_BY = {"pretrained": "pretrain", "oracle": "oracle", "context": "context"}
+CHECKPOINT_CHOICES = {"best": BEST, "last": CHECKPOINT}  # `metarl eval --checkpoint`
+DEFAULT_CHECKPOINT = "best"
 
 
-def checkpoint_path(path: Path) -> Path:
-    """A checkpoint file, or a run directory's `checkpoint.pt`."""
+def checkpoint_path(path: Path, which: str = DEFAULT_CHECKPOINT) -> Path:
+    """A checkpoint file as given; of a run directory best.pt ('best') or checkpoint.pt ('last')."""
     path = Path(path)
-    return path / CHECKPOINT if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    chosen = path / CHECKPOINT_CHOICES[which]
+    if not chosen.is_file():
+        other = next(k for k in CHECKPOINT_CHOICES if k != which)
+        raise CheckpointError(
+            f"{path} has no {chosen.name} (--checkpoint {which}); try --checkpoint {other}"
+        )
+    return chosen
+
+
+def describe_checkpoint(path: Path, checkpoint: dict) -> str:
+    """'PATH (iteration N of M, best checkpoint)': what an evaluation evaluates.
+
+    N counts the meta-updates before these parameters (best.pt: the iteration whose
+    post-adaptation training return was the highest; checkpoint.pt: the iterations done).
+    """
+    path = Path(path)
+    iteration = checkpoint.get("state", {}).get("iteration", checkpoint.get("iteration"))
+    total = checkpoint.get("config", {}).get("iterations")
+    kind = {BEST: "best checkpoint", CHECKPOINT: "last checkpoint"}.get(path.name, "checkpoint")
+    where = f"iteration {iteration}" + (f" of {total}" if total is not None else "")
+    return f"{path} ({where}, {kind})"
 
 
 def parse_baselines(text: str | None) -> dict[str, Path | None]:
@@ -51,7 +77,7 @@ def baseline_config(config: TrainConfig, method: str) -> TrainConfig:
 
 
 def trained_baseline(method: str, config: TrainConfig, run_root: Path, show_progress: bool) -> Path:
-    """Train (or reuse, or resume) the baseline `method` for `config`; its checkpoint path."""
+    """Train (or reuse, or resume) the baseline `method` for `config`; its run directory."""
     run_dir = run_root / "baselines" / method
     wanted = baseline_config(config, method)
     checkpoint = run_dir / CHECKPOINT
@@ -68,12 +94,12 @@ def trained_baseline(method: str, config: TrainConfig, run_root: Path, show_prog
             resume(run_dir, show_progress=show_progress)
         else:
             print(f"reusing the {method} baseline in {run_dir}")
-        return checkpoint
+        return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         raise CheckpointError(f"{run_dir} exists without a checkpoint; remove it to retrain")
     print(f"training the {method} baseline ({wanted.iterations} iterations) in {run_dir}")
     train(wanted, run_dir, show_progress)
-    return checkpoint
+    return run_dir
 
 
 def baseline_policies(
@@ -81,8 +107,12 @@ def baseline_policies(
     config: TrainConfig,
     run_root: Path,
     show_progress: bool = True,
+    which: str = DEFAULT_CHECKPOINT,
 ) -> dict[str, tuple[nn.Module, TrainConfig, str]]:
-    """name -> (policy, its config, source) for each requested baseline."""
+    """name -> (policy, its config, source) for each requested baseline.
+
+    `which` ('best' or 'last') picks the checkpoint of each baseline's run directory.
+    """
     policies = {}
     for method, path in baselines.items():
         if method == "random":
@@ -90,8 +120,9 @@ def baseline_policies(
             continue
         if path is None:
             path = trained_baseline(method, config, run_root, show_progress)
-        path = checkpoint_path(path)
-        baseline_config_, policy = policy_from_checkpoint(load_checkpoint(path))
+        path = checkpoint_path(path, which)
+        checkpoint = load_checkpoint(path)
+        baseline_config_, policy = policy_from_checkpoint(checkpoint)
         if baseline_config_.algorithm != TRAINED_BY[method]:
             raise CheckpointError(
                 f"{path}: a checkpoint of algorithm {baseline_config_.algorithm!r}, "
@@ -99,5 +130,5 @@ def baseline_policies(
             )
         if baseline_config_.env != config.env:
             raise CheckpointError(f"{path}: env {baseline_config_.env}, not {config.env}")
-        policies[method] = (policy, baseline_config_, str(path))
+        policies[method] = (policy, baseline_config_, describe_checkpoint(path, checkpoint))
     return policies
