@@ -45,17 +45,29 @@ def checkpoint_path(path: Path, which: str = DEFAULT_CHECKPOINT) -> Path:
 
 
 def describe_checkpoint(path: Path, checkpoint: dict) -> str:
-    """'PATH (iteration N of M, best checkpoint)': what an evaluation evaluates.
+    """'PATH (iteration N, best checkpoint; the run has done D of M iterations)'.
 
-    N counts the meta-updates before these parameters (best.pt: the iteration whose
-    post-adaptation training return was the highest; checkpoint.pt: the iterations done).
+    N counts the meta-updates before these parameters. best.pt holds the iteration with
+    the highest post-adaptation training return; how far its run got is read from the
+    checkpoint.pt beside it (best.pt's own config may be from before a resume).
     """
     path = Path(path)
-    iteration = checkpoint.get("state", {}).get("iteration", checkpoint.get("iteration"))
-    total = checkpoint.get("config", {}).get("iterations")
     kind = {BEST: "best checkpoint", CHECKPOINT: "last checkpoint"}.get(path.name, "checkpoint")
-    where = f"iteration {iteration}" + (f" of {total}" if total is not None else "")
-    return f"{path} ({where}, {kind})"
+    text = f"{path} (iteration {_iteration(checkpoint)}, {kind}"
+    run = checkpoint if path.name != BEST else None
+    if path.name == BEST and (path.parent / CHECKPOINT).is_file():
+        try:
+            run = load_checkpoint(path.parent / CHECKPOINT)
+        except CheckpointError:
+            run = None  # only the description loses the run's progress
+    if run is not None and "iterations" in run.get("config", {}):
+        text += f"; the run has done {_iteration(run)} of {run['config']['iterations']} iterations"
+    return text + ")"
+
+
+def _iteration(checkpoint: dict) -> int:
+    """Meta-updates before the checkpoint's parameters (RL: in `state`; supervised: top level)."""
+    return checkpoint["state"]["iteration"] if "state" in checkpoint else checkpoint["iteration"]
 
 
 def parse_baselines(text: str | None) -> dict[str, Path | None]:

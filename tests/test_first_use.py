@@ -6,13 +6,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
 from helpers import small_navigation_config
 
+from metarl.checkpoints import load_checkpoint
 from metarl.cli import main
+from metarl.comparisons import describe_checkpoint
 from metarl.config import load_config
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.plotting import plot_adaptation
@@ -20,7 +23,7 @@ from metarl.policies import policy_params
 from metarl.progress import env_steps_per_iteration, sampler_ready, start_block
 from metarl.resuming import TrainingState
 from metarl.sampling.local import LocalSampler
-from metarl.trainer import train
+from metarl.trainer import resume, train
 
 ROOT = Path(__file__).parents[1]
 TINY = ["meta_batch_size=4", "rollouts_per_task=5", "horizon=20", "hidden_sizes=[16, 16]"]
@@ -149,7 +152,8 @@ def evaluate(capsys, *args: str) -> tuple[list[str], dict]:
 def test_eval_of_a_run_directory_says_which_checkpoint_and_iteration(short_run, capsys):
     run_dir, best_iteration = short_run
     printed, default = evaluate(capsys, str(run_dir))
-    named = f"{run_dir / 'best.pt'} (iteration {best_iteration} of 6, best checkpoint)"
+    done = "the run has done 6 of 6 iterations"
+    named = f"{run_dir / 'best.pt'} (iteration {best_iteration}, best checkpoint; {done})"
     assert printed[0] == f"evaluating {named}"
     assert f"maml: {named}" in printed  # repeated under the table
     assert default["methods"]["maml"]["source"] == named
@@ -158,9 +162,19 @@ def test_eval_of_a_run_directory_says_which_checkpoint_and_iteration(short_run, 
     assert best_file["methods"]["maml"]["mean"] == default["methods"]["maml"]["mean"]
 
     printed, last = evaluate(capsys, str(run_dir), "--checkpoint", "last")
-    assert (
-        printed[0] == f"evaluating {run_dir / 'checkpoint.pt'} (iteration 6 of 6, last checkpoint)"
-    )
+    last_named = f"{run_dir / 'checkpoint.pt'} (iteration 6, last checkpoint; {done})"
+    assert printed[0] == f"evaluating {last_named}"
+
+
+def test_a_best_checkpoint_from_before_a_resume_reports_the_run_progress(short_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(short_run[0], run_dir)
+    resume(run_dir, {"iterations": 7}, show_progress=False)
+    best = load_checkpoint(run_dir / "best.pt")
+    described = describe_checkpoint(run_dir / "best.pt", best)
+    assert described.endswith("best checkpoint; the run has done 7 of 7 iterations)")
+    (run_dir / "checkpoint.pt").unlink()  # no run beside it: nothing said about progress
+    assert describe_checkpoint(run_dir / "best.pt", best).endswith(", best checkpoint)")
 
 
 def test_eval_checkpoint_choice_errors_name_the_path(short_run, tmp_path, capsys):
