@@ -8,7 +8,8 @@ extended by `metarl train --resume --set iterations=N` (resume is exact, so the
 run at N equals a straight N-iteration run) and its best.pt copied at every N;
 then each N is evaluated. It writes benchmarks/results/navigation_quick.json and
 prints a table: MAML's and pretrained's return after one step (mean ± 95% CI
-over tasks), whether the intervals are apart, and the wall time of each stage.
+over tasks; bold where MAML's interval lies above pretrained's) and the wall time
+of each stage.
 
     python benchmarks/navigation_quick.py [--iterations 5,10,20,30] [--set torch_threads=1]
 """
@@ -77,31 +78,52 @@ def main() -> None:
             "eval", str(maml), "--baselines", f"pretrained={pretrained}", "--out", str(out),
             "--no-progress",
         )  # fmt: skip
-        methods = json.loads((out / "eval.json").read_text())["methods"]
-        row = {"iterations": n, "train_maml_s": maml_wall[n], "train_pretrain_s": pretrain_wall[n]}
-        row["eval_s"] = eval_s
-        for method in ("maml", "pretrained"):
-            row[f"{method}_step1"] = methods[method]["mean"][1]
-            row[f"{method}_step1_ci95"] = methods[method]["ci95"][1]
-        low = row["maml_step1"] - row["maml_step1_ci95"]
-        row["maml_ahead"] = low > row["pretrained_step1"] + row["pretrained_step1_ci95"]
-        rows.append(row)
+        walls = {
+            "train_maml_s": maml_wall[n],
+            "train_pretrain_s": pretrain_wall[n],
+            "eval_s": eval_s,
+        }
+        rows.append(result_row(n, walls, json.loads((out / "eval.json").read_text())))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     document = {"config": str(CONFIG.relative_to(ROOT)), "overrides": args.overrides, "rows": rows}
     args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print_table(rows)
+    print(f"wrote {args.out}")
 
-    print("| iterations | MAML, 1 step | pretrained, 1 step | MAML ahead (CIs apart) |", end="")
-    print(" train MAML s | train pretrained s | eval s | total s |")
-    print("|---|---|---|---|---|---|---|---|")
+
+def result_row(iterations: int, walls: dict[str, float], evaluation: dict) -> dict:
+    """One N: both methods' returns after 0..3 steps, whether MAML's CI lies above, wall s."""
+    row = {"iterations": iterations, **walls}
+    for method in ("maml", "pretrained"):
+        result = evaluation["methods"][method]
+        row[method] = {k: result[k] for k in ("mean", "ci95", "step_sizes", "source")}
+    maml, pretrained = row["maml"], row["pretrained"]
+    row["maml_ahead"] = [  # per step: MAML's interval entirely above pretrained's
+        m - c > p + d
+        for m, c, p, d in zip(maml["mean"], maml["ci95"], pretrained["mean"], pretrained["ci95"])
+    ]
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    def cell(result: dict, step: int) -> str:
+        return f"{result['mean'][step]:.2f} ± {result['ci95'][step]:.2f}"
+
+    print(
+        "| iterations | MAML 1 step | pretrained 1 step | MAML 2 steps | pretrained 2 steps ",
+        end="",
+    )
+    print("| train MAML s | train pretrained s | eval s | total s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        bold = ["**" if r["maml_ahead"][step] else "" for step in (0, 1, 2)]
         total = r["train_maml_s"] + r["train_pretrain_s"] + r["eval_s"]
         print(
-            f"| {r['iterations']} | {r['maml_step1']:.2f} ± {r['maml_step1_ci95']:.2f} "
-            f"| {r['pretrained_step1']:.2f} ± {r['pretrained_step1_ci95']:.2f} "
-            f"| {'yes' if r['maml_ahead'] else 'no'} | {r['train_maml_s']:.0f} "
+            f"| {r['iterations']} | {bold[1]}{cell(r['maml'], 1)}{bold[1]} "
+            f"| {cell(r['pretrained'], 1)} | {bold[2]}{cell(r['maml'], 2)}{bold[2]} "
+            f"| {cell(r['pretrained'], 2)} | {r['train_maml_s']:.0f} "
             f"| {r['train_pretrain_s']:.0f} | {r['eval_s']:.0f} | {total:.0f} |"
         )
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
