@@ -173,7 +173,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         evaluate_checkpoint(path, checkpoint, args)
         return 0
-    from metarl.comparisons import baseline_policies, parse_baselines
+    from metarl.comparisons import baseline_policies, parse_baselines, run_config
     from metarl.evaluation import EvaluationSettings, format_table, run_evaluation, write_results
     from metarl.resuming import policy_from_checkpoint
 
@@ -191,6 +191,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if settings.steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {settings.steps}")
     config, policy = policy_from_checkpoint(checkpoint)
+    config = run_config(path, checkpoint, config)  # best.pt's may predate a resume
     method = {"maml": "maml", "context": "context", "pretrain": "pretrained"}.get(
         config.algorithm, config.algorithm
     )

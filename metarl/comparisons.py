@@ -20,7 +20,7 @@ from pathlib import Path
 from torch import nn
 
 from metarl.checkpoints import CheckpointError, load_checkpoint
-from metarl.config import TrainConfig
+from metarl.config import TrainConfig, config_from_dict
 from metarl.evaluation import METHODS, random_policy
 from metarl.resuming import BEST, CHECKPOINT, policy_from_checkpoint
 from metarl.trainer import resume, train
@@ -44,22 +44,43 @@ def checkpoint_path(path: Path, which: str = DEFAULT_CHECKPOINT) -> Path:
     return chosen
 
 
+def run_checkpoint(path: Path, checkpoint: dict) -> dict | None:
+    """The checkpoint that says where `path`'s run stands now (None: none to read).
+
+    That is the checkpoint itself, or for best.pt the checkpoint.pt beside it: best.pt's
+    config may predate a resume that raised `iterations` or changed run settings.
+    """
+    path = Path(path)
+    if path.name != BEST:
+        return checkpoint
+    try:
+        return load_checkpoint(path.parent / CHECKPOINT)
+    except CheckpointError:
+        return None
+
+
+def run_config(path: Path, checkpoint: dict, config: TrainConfig) -> TrainConfig:
+    """The config of `path`'s run as it is now (`config`: the checkpoint's own).
+
+    Baselines are trained with it, so that they match the run, not an older state of it.
+    """
+    run = run_checkpoint(path, checkpoint)
+    if run is None or run is checkpoint or run.get("kind") != checkpoint.get("kind"):
+        return config
+    return config_from_dict(run["config"], f"{Path(path).parent / CHECKPOINT} config")
+
+
 def describe_checkpoint(path: Path, checkpoint: dict) -> str:
     """'PATH (iteration N, best checkpoint; the run has done D of M iterations)'.
 
     N counts the meta-updates before these parameters. best.pt holds the iteration with
     the highest post-adaptation training return; how far its run got is read from the
-    checkpoint.pt beside it (best.pt's own config may be from before a resume).
+    checkpoint.pt beside it (see `run_checkpoint`).
     """
     path = Path(path)
     kind = {BEST: "best checkpoint", CHECKPOINT: "last checkpoint"}.get(path.name, "checkpoint")
     text = f"{path} (iteration {_iteration(checkpoint)}, {kind}"
-    run = checkpoint if path.name != BEST else None
-    if path.name == BEST and (path.parent / CHECKPOINT).is_file():
-        try:
-            run = load_checkpoint(path.parent / CHECKPOINT)
-        except CheckpointError:
-            run = None  # only the description loses the run's progress
+    run = run_checkpoint(path, checkpoint)
     if run is not None and "iterations" in run.get("config", {}):
         text += f"; the run has done {_iteration(run)} of {run['config']['iterations']} iterations"
     return text + ")"

@@ -171,8 +171,14 @@ def test_a_best_checkpoint_from_before_a_resume_reports_the_run_progress(short_r
     shutil.copytree(short_run[0], run_dir)
     resume(run_dir, {"iterations": 7}, show_progress=False)
     best = load_checkpoint(run_dir / "best.pt")
+    assert best["config"]["iterations"] == 6  # saved before the resume
     described = describe_checkpoint(run_dir / "best.pt", best)
     assert described.endswith("best checkpoint; the run has done 7 of 7 iterations)")
+    # baselines are trained with the run's config as it is now: 7 iterations, not 6
+    args = ["--tasks", "2", "--steps", "0", "--no-progress", "--out", str(tmp_path / "eval")]
+    assert main(["eval", str(run_dir), "--baselines", "oracle", *args]) == 0
+    oracle = load_checkpoint(run_dir / "baselines/oracle/checkpoint.pt")
+    assert oracle["config"]["iterations"] == 7 and oracle["state"]["iteration"] == 7
     (run_dir / "checkpoint.pt").unlink()  # no run beside it: nothing said about progress
     assert describe_checkpoint(run_dir / "best.pt", best).endswith(", best checkpoint)")
 
