@@ -100,6 +100,7 @@ class TrainingProgress:
         )
         if not self.run.disable:
             self.run.start_t -= state.wall_s  # the whole run's elapsed time, resumed or not
+            self.run.refresh()  # shown at once, not only after the first iteration
         self.current = tqdm(
             total=rollouts_per_iteration(config),
             desc="sampling: ",
