@@ -2,8 +2,8 @@
 
 metarl train CONFIG [--set key=value]... [--run-dir DIR]
 metarl train --resume RUN_DIR [--set iterations=N] [--set RUN_SETTING=VALUE]...
-metarl eval CHECKPOINT_OR_RUN_DIR [--tasks N] [--steps K] [--rollouts R] [--seed S]
-            [--baselines pretrained,random,oracle,context] [--out DIR]
+metarl eval CHECKPOINT_OR_RUN_DIR [--checkpoint best|last] [--tasks N] [--steps K]
+            [--rollouts R] [--seed S] [--baselines pretrained,random,oracle,context] [--out DIR]
 metarl plot RUN_DIR_OR_EVAL_JSON... [-o FILE.png]
 metarl render CHECKPOINT_OR_RUN_DIR [--task-seed N] [--steps 0,1,3] [-o adapt.gif|.mp4]
 """
@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate adaptation from a checkpoint")
     evaluate.add_argument(
         "checkpoint", type=Path, help="a checkpoint file written by train, or its run directory"
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        dest="which",
+        choices=["best", "last"],
+        default=None,
+        help="which checkpoint of a run directory (and of the baselines' run directories): "
+        "best.pt, the iteration with the best post-adaptation return (default), or "
+        "checkpoint.pt, the last",
     )
     evaluate.add_argument("--tasks", type=int, default=None, help="held-out tasks (RL: 40)")
     evaluate.add_argument("--steps", type=int, default=None, help="adaptation steps (RL: 3)")
@@ -160,13 +169,20 @@ def resume_training(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from metarl.comparisons import checkpoint_path
+    from metarl.comparisons import DEFAULT_CHECKPOINT, checkpoint_path, describe_checkpoint
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {str(args.out)!r} is a file; give a directory for the results")
-    path = checkpoint_path(args.checkpoint)
+    if args.which is not None and not args.checkpoint.is_dir():
+        raise ConfigError(
+            f"--checkpoint {args.which} picks a file of a run directory; {args.checkpoint} "
+            "is not a directory"
+        )
+    which = args.which or DEFAULT_CHECKPOINT
+    path = checkpoint_path(args.checkpoint, which)
     checkpoint = load_checkpoint(path)
     writable_dir(args.out or path.parent)  # before the evaluation's minutes, not after
+    print(f"evaluating {describe_checkpoint(path, checkpoint)}", flush=True)
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
 
@@ -179,7 +195,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         evaluate_checkpoint(path, checkpoint, args)
         return 0
-    from metarl.comparisons import baseline_policies, parse_baselines
+    from metarl.comparisons import baseline_policies, parse_baselines, run_config
     from metarl.evaluation import EvaluationSettings, format_table, run_evaluation, write_results
     from metarl.resuming import policy_from_checkpoint
 
@@ -197,17 +213,18 @@ def run_eval(args: argparse.Namespace) -> int:
     if settings.steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {settings.steps}")
     config, policy = policy_from_checkpoint(checkpoint)
+    config = run_config(path, checkpoint, config)  # best.pt's may predate a resume
     method = {"maml": "maml", "context": "context", "pretrain": "pretrained"}.get(
         config.algorithm, config.algorithm
     )
-    methods = {method: (policy, config, str(path))}
-    methods.update(
-        baseline_policies(baselines, config, path.parent, show_progress=not args.no_progress)
-    )
+    methods = {method: (policy, config, describe_checkpoint(path, checkpoint))}
+    methods.update(baseline_policies(baselines, config, path.parent, not args.no_progress, which))
     curves = run_evaluation(methods, settings, config.env)
     out_dir = args.out or path.parent
     json_path, csv_path = write_results(curves, settings, config.env, out_dir)
     print(format_table(curves))
+    for name, (_, _, source) in methods.items():
+        print(f"{name}: {source}")
     print(f"wrote {json_path} and {csv_path}")
     return 0
 

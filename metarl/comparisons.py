@@ -7,7 +7,9 @@ uses an existing checkpoint (or run directory) instead. A method without a path
 is trained by the ordinary trainer (`algorithm: pretrain | oracle | context`)
 with the evaluated run's config into `<run dir>/baselines/<name>/`: a finished
 run there is reused, an unfinished one resumed, so repeating the command costs
-nothing and an interrupted one picks up where it stopped.
+nothing and an interrupted one picks up where it stopped. Of every run directory,
+the evaluated one and the baselines', `--checkpoint best|last` evaluates best.pt
+(the default: the paper keeps the best iteration) or checkpoint.pt.
 """
 
 from __future__ import annotations
@@ -18,18 +20,75 @@ from pathlib import Path
 from torch import nn
 
 from metarl.checkpoints import CheckpointError, load_checkpoint
-from metarl.config import TrainConfig
+from metarl.config import TrainConfig, config_from_dict
 from metarl.evaluation import METHODS, random_policy
-from metarl.resuming import CHECKPOINT, policy_from_checkpoint
+from metarl.resuming import BEST, CHECKPOINT, policy_from_checkpoint
 from metarl.trainer import resume, train
 
 TRAINED_BY = {"pretrained": "pretrain", "oracle": "oracle", "context": "context"}
+CHECKPOINT_CHOICES = {"best": BEST, "last": CHECKPOINT}  # `metarl eval --checkpoint`
+DEFAULT_CHECKPOINT = "best"
 
 
-def checkpoint_path(path: Path) -> Path:
-    """A checkpoint file, or a run directory's `checkpoint.pt`."""
+def checkpoint_path(path: Path, which: str = DEFAULT_CHECKPOINT) -> Path:
+    """A checkpoint file as given; of a run directory best.pt ('best') or checkpoint.pt ('last')."""
     path = Path(path)
-    return path / CHECKPOINT if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    chosen = path / CHECKPOINT_CHOICES[which]
+    if not chosen.is_file():
+        other = next(k for k in CHECKPOINT_CHOICES if k != which)
+        raise CheckpointError(
+            f"{path} has no {chosen.name} (--checkpoint {which}); try --checkpoint {other}"
+        )
+    return chosen
+
+
+def run_checkpoint(path: Path, checkpoint: dict) -> dict | None:
+    """The checkpoint that says where `path`'s run stands now (None: none to read).
+
+    That is the checkpoint itself, or for best.pt the checkpoint.pt beside it: best.pt's
+    config may predate a resume that raised `iterations` or changed run settings.
+    """
+    path = Path(path)
+    if path.name != BEST:
+        return checkpoint
+    try:
+        return load_checkpoint(path.parent / CHECKPOINT)
+    except CheckpointError:
+        return None
+
+
+def run_config(path: Path, checkpoint: dict, config: TrainConfig) -> TrainConfig:
+    """The config of `path`'s run as it is now (`config`: the checkpoint's own).
+
+    Baselines are trained with it, so that they match the run, not an older state of it.
+    """
+    run = run_checkpoint(path, checkpoint)
+    if run is None or run is checkpoint or run.get("kind") != checkpoint.get("kind"):
+        return config
+    return config_from_dict(run["config"], f"{Path(path).parent / CHECKPOINT} config")
+
+
+def describe_checkpoint(path: Path, checkpoint: dict) -> str:
+    """'PATH (iteration N, best checkpoint; the run has done D of M iterations)'.
+
+    N counts the meta-updates before these parameters. best.pt holds the iteration with
+    the highest post-adaptation training return; how far its run got is read from the
+    checkpoint.pt beside it (see `run_checkpoint`).
+    """
+    path = Path(path)
+    kind = {BEST: "best checkpoint", CHECKPOINT: "last checkpoint"}.get(path.name, "checkpoint")
+    text = f"{path} (iteration {_iteration(checkpoint)}, {kind}"
+    run = run_checkpoint(path, checkpoint)
+    if run is not None and "iterations" in run.get("config", {}):
+        text += f"; the run has done {_iteration(run)} of {run['config']['iterations']} iterations"
+    return text + ")"
+
+
+def _iteration(checkpoint: dict) -> int:
+    """Meta-updates before the checkpoint's parameters (RL: in `state`; supervised: top level)."""
+    return checkpoint["state"]["iteration"] if "state" in checkpoint else checkpoint["iteration"]
 
 
 def parse_baselines(text: str | None) -> dict[str, Path | None]:
@@ -51,7 +110,7 @@ def baseline_config(config: TrainConfig, method: str) -> TrainConfig:
 
 
 def trained_baseline(method: str, config: TrainConfig, run_root: Path, show_progress: bool) -> Path:
-    """Train (or reuse, or resume) the baseline `method` for `config`; its checkpoint path."""
+    """Train (or reuse, or resume) the baseline `method` for `config`; its run directory."""
     run_dir = run_root / "baselines" / method
     wanted = baseline_config(config, method)
     checkpoint = run_dir / CHECKPOINT
@@ -68,12 +127,12 @@ def trained_baseline(method: str, config: TrainConfig, run_root: Path, show_prog
             resume(run_dir, show_progress=show_progress)
         else:
             print(f"reusing the {method} baseline in {run_dir}")
-        return checkpoint
+        return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         raise CheckpointError(f"{run_dir} exists without a checkpoint; remove it to retrain")
     print(f"training the {method} baseline ({wanted.iterations} iterations) in {run_dir}")
     train(wanted, run_dir, show_progress)
-    return checkpoint
+    return run_dir
 
 
 def baseline_policies(
@@ -81,8 +140,12 @@ def baseline_policies(
     config: TrainConfig,
     run_root: Path,
     show_progress: bool = True,
+    which: str = DEFAULT_CHECKPOINT,
 ) -> dict[str, tuple[nn.Module, TrainConfig, str]]:
-    """name -> (policy, its config, source) for each requested baseline."""
+    """name -> (policy, its config, source) for each requested baseline.
+
+    `which` ('best' or 'last') picks the checkpoint of each baseline's run directory.
+    """
     policies = {}
     for method, path in baselines.items():
         if method == "random":
@@ -90,8 +153,9 @@ def baseline_policies(
             continue
         if path is None:
             path = trained_baseline(method, config, run_root, show_progress)
-        path = checkpoint_path(path)
-        baseline_config_, policy = policy_from_checkpoint(load_checkpoint(path))
+        path = checkpoint_path(path, which)
+        checkpoint = load_checkpoint(path)
+        baseline_config_, policy = policy_from_checkpoint(checkpoint)
         if baseline_config_.algorithm != TRAINED_BY[method]:
             raise CheckpointError(
                 f"{path}: a checkpoint of algorithm {baseline_config_.algorithm!r}, "
@@ -99,5 +163,5 @@ def baseline_policies(
             )
         if baseline_config_.env != config.env:
             raise CheckpointError(f"{path}: env {baseline_config_.env}, not {config.env}")
-        policies[method] = (policy, baseline_config_, str(path))
+        policies[method] = (policy, baseline_config_, describe_checkpoint(path, checkpoint))
     return policies

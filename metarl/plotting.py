@@ -134,8 +134,43 @@ def adaptation_series(document: dict) -> tuple[list[tuple[str, dict, list, list,
     return series, ylabel
 
 
+def focus_limits(bands: list[tuple[float, float]]) -> tuple[float, float]:
+    """Y-limits around the (low, high) confidence bands of the methods that matter, padded."""
+    low, high = min(b[0] for b in bands), max(b[1] for b in bands)
+    pad = 0.08 * (high - low) or 0.08 * abs(high) or 1.0
+    return low - pad, high + pad
+
+
+def mark_clipped(axis, steps: list, mean: list, color: str, limits: tuple[float, float]) -> bool:
+    """Triangles at the axis edge for points outside `limits`, each labeled with its value."""
+    clipped = False
+    for step, value in zip(steps, mean):
+        if limits[0] <= value <= limits[1]:
+            continue
+        below = value < limits[0]
+        edge = limits[0] if below else limits[1]
+        axis.plot([step], [edge], marker="v" if below else "^", color=color, clip_on=False)
+        axis.annotate(
+            f"{value:.1f}",
+            (step, edge),
+            textcoords="offset points",
+            xytext=(6, 6 if below else -12),
+            color=color,
+            fontsize="small",
+        )
+        clipped = True
+    return clipped
+
+
 def plot_adaptation(axis, adaptation: list[tuple[str, dict]]) -> None:
+    """One line and 95% band per method, the y-axis fitted to every method but random init.
+
+    A random initialization starts far below the others (on Navigation2D -152 against
+    -20) and would squeeze them into a strip; its points off the axis are marked at
+    the edge with their values.
+    """
     ylabel = ""
+    drawn, bands = [], []
     for name, document in adaptation:
         series, ylabel = adaptation_series(document)
         for method, steps, mean, ci95 in series:
@@ -148,6 +183,15 @@ def plot_adaptation(axis, adaptation: list[tuple[str, dict]]) -> None:
             high = [m + h for m, h in zip(mean, half)]
             axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
             axis.set_xticks(steps)
+            drawn.append((line, steps, mean))
+            if method != "random":
+                bands.append((min(low), max(high)))
+    if bands:
+        limits = focus_limits(bands)
+        axis.set_ylim(*limits)
+        for line, steps, mean in drawn:
+            if mark_clipped(axis, steps, mean, line.get_color(), limits):
+                line.set_label(f"{line.get_label()} (off the axis: values at the marks)")
     title = adaptation[0][1].get("env", adaptation[0][1].get("problem", ""))
     axis.set_xlabel("number of gradient steps")
     axis.set_ylabel(ylabel)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from metarl.checkpoints import save_checkpoint
 from metarl.config import TrainConfig
@@ -39,6 +38,7 @@ from metarl.inner import NonFiniteError
 from metarl.maml_trpo import MetaStepStats, meta_step
 from metarl.metrics import MetricsLogger
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
+from metarl.progress import TrainingProgress, sampler_ready, start_block
 from metarl.resuming import BEST, CHECKPOINT, TrainingState, checkpoint_payload, resume_point
 from metarl.run_dir import RunDirLock, existing_run_dir, new_run_dir, write_text_file
 from metarl.runtime import keep_freed_memory, learner_device, set_torch_threads, stop_on_signals
@@ -93,15 +93,21 @@ class Training:
         self.last_phase = phase_names(algorithm_setup(config).inner_steps)[-1]
         self.sampler = make_sampler(config, self.policy, run_dir)
 
-    def run_iteration(self, iteration: int, env_steps: int = 0) -> tuple[Params, dict]:
+    def run_iteration(
+        self, iteration: int, env_steps: int = 0, progress: TrainingProgress | None = None
+    ) -> tuple[Params, dict]:
         """Sample and update once; (new meta-parameters, metrics row). The policy is unchanged.
 
         `env_steps`: steps taken before this iteration (the row counts the total).
+        `progress`: shown the sampling as it goes, and the start of the meta-step.
         """
         clock = time.perf_counter()
         tasks = iteration_tasks(self.config, iteration)
-        meta_batch = self.sampler.sample(policy_params(self.policy), tasks, iteration)
+        sampled = progress.sampled if progress is not None else None
+        meta_batch = self.sampler.sample(policy_params(self.policy), tasks, iteration, sampled)
         sampling_s = time.perf_counter() - clock
+        if progress is not None:
+            progress.updating()
 
         clock = time.perf_counter()
         rng = stream_rng(self.config.seed, HVP_SUBSAMPLE_STREAM, iteration)
@@ -147,7 +153,8 @@ def train(config: TrainConfig, run_dir: Path, show_progress: bool = True) -> Pat
     with RunDirLock(run_dir):
         try:
             write_text_file(run_dir / "config.yaml", config_to_yaml(config))
-            training = Training(config, run_dir=run_dir)
+            print(start_block(config, run_dir, TrainingState()), flush=True)
+            training = _start(config, None, run_dir)
         except BaseException:  # refused before any iteration: leave the directory reusable
             (run_dir / "config.yaml").unlink(missing_ok=True)
             raise
@@ -165,8 +172,19 @@ def resume(run_dir: Path, overrides: dict | None = None, show_progress: bool = T
         if point.state.iteration >= point.config.iterations:
             print(f"{run_dir}: all {point.config.iterations} iterations done; nothing to resume")
             return run_dir
-        training = Training(point.config, point.policy, run_dir)
+        print(start_block(point.config, run_dir, point.state), flush=True)
+        training = _start(point.config, point.policy, run_dir)
         return run_training(training, run_dir, point.state, show_progress)
+
+
+def _start(config: TrainConfig, policy: GaussianMLPPolicy | None, run_dir: Path) -> Training:
+    """Build the training (its sampler starts Ray workers, if any) and say when they are up."""
+    clock = time.perf_counter()
+    training = Training(config, policy, run_dir)
+    ready = sampler_ready(training.sampler, time.perf_counter() - clock)
+    if ready is not None:
+        print(ready, flush=True)
+    return training
 
 
 @dataclass(frozen=True)
@@ -187,16 +205,7 @@ def run_training(
         {n: p.detach().clone() for n, p in training.policy.named_parameters()}, state
     )
     restarts_before = state.actor_restarts
-    progress = tqdm(
-        range(state.iteration, config.iterations),
-        initial=state.iteration,
-        total=config.iterations,
-        desc="meta-iterations",
-        disable=not show_progress,
-        unit="it",
-    )
-    if not progress.disable:
-        progress.start_t -= state.wall_s  # the whole run's elapsed time, resumed or not
+    progress = TrainingProgress(config, state, show_progress)
     start = time.perf_counter() - state.wall_s
 
     def save(path: Path, snapshot: _Committed) -> None:
@@ -204,9 +213,10 @@ def run_training(
 
     try:
         with stop_on_signals():
-            for iteration in progress:
+            for iteration in range(state.iteration, config.iterations):
                 state = committed.state
-                new_params, row = training.run_iteration(iteration, state.env_steps)
+                progress.start_iteration(iteration)
+                new_params, row = training.run_iteration(iteration, state.env_steps, progress)
                 restarts = restarts_before + getattr(training.sampler, "actor_restarts", 0)
                 row = {"iteration": iteration, "wall_s": time.perf_counter() - start, **row}
                 row["actor_restarts"] = restarts
@@ -230,7 +240,7 @@ def run_training(
                 )
                 if committed.state.iteration % config.checkpoint_every == 0:
                     save(run_dir / CHECKPOINT, committed)
-                progress.set_postfix(pre=f"{row['return_pre']:.2f}", post=f"{score:.2f}")
+                progress.finished(row["return_pre"], score)
                 if not row["accepted"]:
                     progress.write(f"iteration {iteration}: line search found no step; theta kept")
             if committed.state.iteration % config.checkpoint_every != 0:  # else just written

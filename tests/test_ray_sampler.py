@@ -493,12 +493,17 @@ def test_ray_sampler_gives_the_local_sampler_rollouts(local_ray):
     sampler = RaySampler(sampler_settings(config), policy, options)
     try:
         assert [list(c) for c in sampler.chunks(5)] == [[0, 1], [2, 3], [4]]
+        progress = []  # (env steps, rollouts) after each chunk; 5 tasks x 4 x 3 phases in all
         for iteration in (0, 1):
             tasks = iteration_tasks(config, iteration)
             local = LocalSampler(sampler_settings(config), policy, 20)
             expected = local.sample(params, tasks, iteration)
             local.close()
-            assert_meta_batches_equal(expected, sampler.sample(params, tasks, iteration))
+            progress.clear()
+            batch = sampler.sample(params, tasks, iteration, lambda *done: progress.append(done))
+            assert_meta_batches_equal(expected, batch)
+            assert len(progress) == 3 and progress[-1] == (expected.env_steps, 60)
+            assert sorted(progress) == progress and {p[1] for p in progress} <= {12, 24, 36, 48, 60}
         stats = sampler.last_stats
         assert stats.chunks == 3 and stats.put_s >= 0 and stats.result_bytes > 0
     finally:

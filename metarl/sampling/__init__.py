@@ -6,7 +6,7 @@ from typing import Protocol
 
 from metarl.episodes import MetaBatch
 from metarl.policies import Params
-from metarl.sampling.meta_batch import SamplerSettings
+from metarl.sampling.meta_batch import SamplerSettings, SamplingProgress
 
 
 class SamplingError(RuntimeError):
@@ -20,12 +20,19 @@ class Sampler(Protocol):
     the rollouts of theta = `params` and of each inner step's adapted parameters
     (`MetaBatch.train`) and the validation rollouts (`MetaBatch.valid`), as numpy
     arrays. Seeds derive from the settings' run seed, `iteration`, the task id and
-    the rollout index only.
+    the rollout index only. `progress(env_steps, rollouts)`, if given, is called with
+    what has been sampled so far as sampling goes on; it changes nothing sampled.
     """
 
-    def sample(self, params: Params, tasks: list[dict], iteration: int) -> MetaBatch: ...
+    def sample(
+        self,
+        params: Params,
+        tasks: list[dict],
+        iteration: int,
+        progress: SamplingProgress | None = None,
+    ) -> MetaBatch: ...
 
     def close(self) -> None: ...
 
 
-__all__ = ["MetaBatch", "Sampler", "SamplerSettings", "SamplingError"]
+__all__ = ["MetaBatch", "Sampler", "SamplerSettings", "SamplingError", "SamplingProgress"]

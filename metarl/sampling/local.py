@@ -6,7 +6,12 @@ import numpy as np
 from torch import nn
 
 from metarl.policies import Params
-from metarl.sampling.meta_batch import MetaBatch, SamplerSettings, sample_meta_batch
+from metarl.sampling.meta_batch import (
+    MetaBatch,
+    SamplerSettings,
+    SamplingProgress,
+    sample_meta_batch,
+)
 from metarl.sampling.rollouts import make_vector_env
 
 
@@ -26,10 +31,16 @@ class LocalSampler:
             settings.env_id, num_envs, settings.horizon, settings.env_kwargs
         )
 
-    def sample(self, params: Params, tasks: list[dict], iteration: int) -> MetaBatch:
-        task_ids = np.arange(len(tasks))
+    def sample(
+        self,
+        params: Params,
+        tasks: list[dict],
+        iteration: int,
+        progress: SamplingProgress | None = None,
+    ) -> MetaBatch:
+        ids = np.arange(len(tasks))
         return sample_meta_batch(
-            self.vector_env, self.policy, params, tasks, task_ids, iteration, self.settings
+            self.vector_env, self.policy, params, tasks, ids, iteration, self.settings, progress
         )
 
     def close(self) -> None:

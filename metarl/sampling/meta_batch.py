@@ -10,6 +10,7 @@ the whole meta-batch, each Ray actor on its chunk of tasks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,10 @@ from metarl.inner import NonFiniteError, adapt
 from metarl.policies import Params
 from metarl.runtime import torch_threads
 from metarl.sampling.rollouts import AdvantageSettings, RolloutKey, rollout, task_params
+
+# progress(env_steps, rollouts): what one `sample` call has sampled so far, called as it
+# grows (per wave of envs, or per chunk of tasks); for displays only, it sees no data.
+SamplingProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,18 @@ def sample_meta_batch(
     task_ids: np.ndarray,
     iteration: int,
     settings: SamplerSettings,
+    progress: SamplingProgress | None = None,
 ) -> MetaBatch:
     """Rollouts of every inner step and the validation rollouts for `tasks`."""
     s = settings
+    done = [0, 0]  # env steps, rollouts
+
+    def on_wave(env_steps: int, rollouts: int) -> None:
+        done[0] += env_steps
+        done[1] += rollouts
+        progress(*done)
+
+    report = on_wave if progress is not None else None
     phases: list[Rollouts] = []  # theta's rollouts, each inner step's, the validation ones
     current, stacked = {n: p.detach() for n, p in params.items()}, False
     for phase in range(s.inner_steps + 1):
@@ -100,6 +114,7 @@ def sample_meta_batch(
                 s.horizon,
                 key,
                 s.advantage,
+                report,
             )
         except NonFiniteError as error:
             if phase == 0:

@@ -39,7 +39,7 @@ from metarl.inner import NonFiniteError
 from metarl.policies import Params
 from metarl.runtime import keep_freed_memory
 from metarl.sampling import SamplingError
-from metarl.sampling.meta_batch import SamplerSettings, sample_meta_batch
+from metarl.sampling.meta_batch import SamplerSettings, SamplingProgress, sample_meta_batch
 from metarl.sampling.ray_cluster import connect
 from metarl.sampling.rollouts import make_vector_env
 
@@ -123,6 +123,7 @@ class _Round:
     chunks: list[np.ndarray]
     iteration: int
     last_progress: float
+    progress: SamplingProgress | None = None  # told (env steps, rollouts) per finished chunk
     queue: deque = field(init=False)
     results: dict[int, MetaBatch] = field(default_factory=dict)
     failures: list[int] = field(init=False)
@@ -166,11 +167,17 @@ class RaySampler:
         size = min(self.tasks_per_wave, math.ceil(num_tasks / self.num_workers))
         return [np.arange(i, min(i + size, num_tasks)) for i in range(0, num_tasks, size)]
 
-    def sample(self, params: Params, tasks: list[dict], iteration: int) -> MetaBatch:
+    def sample(
+        self,
+        params: Params,
+        tasks: list[dict],
+        iteration: int,
+        progress: SamplingProgress | None = None,
+    ) -> MetaBatch:
         begin = time.perf_counter()
         self._check_local_ray(iteration)
         theta = ray.put({name: p.detach().cpu().numpy() for name, p in params.items()})
-        run = _Round(theta, tasks, self.chunks(len(tasks)), iteration, time.monotonic())
+        run = _Round(theta, tasks, self.chunks(len(tasks)), iteration, time.monotonic(), progress)
         run.stats.put_s = time.perf_counter() - begin
         while len(run.results) < len(run.chunks):
             self._dispatch(run)
@@ -226,6 +233,10 @@ class RaySampler:
             slot = self.actors.index(actor)
             run.stats.busy_s[slot] = run.stats.busy_s.get(slot, 0.0) + seconds
             actor.chunk = actor.call = None
+            if run.progress is not None:  # env steps and rollouts of the chunks done so far
+                done = [r for batch in run.results.values() for r in batch.phases]
+                rollouts = sum(r.mask[..., 0].numel() for r in done)
+                run.progress(sum(r.num_steps for r in done), rollouts)
 
     def _expire(self, run: _Round) -> None:
         """Replace actors past the timeout; give up when no actor could work for too long."""

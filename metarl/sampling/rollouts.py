@@ -21,6 +21,7 @@ batches of many sizes and positions. Each task's advantages are computed alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -155,17 +156,31 @@ def rollout(
     horizon: int,
     key: RolloutKey,
     advantage: AdvantageSettings,
+    on_wave: Callable[[int, int], None] | None = None,
 ) -> Rollouts:
-    """R rollouts of each task (of the shared or per-task stacked `params`), with advantages."""
+    """R rollouts of each task (of the shared or per-task stacked `params`), with advantages.
+
+    `on_wave(env_steps, rollouts)` is called after each wave of tasks stepped together
+    with what that wave sampled (for progress displays; it sees no data).
+    """
     # per-task calls are small; one thread makes them thread-invariant
     with torch_threads(1), torch.no_grad():
         return _rollout(
-            vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key, advantage
+            vector_env,
+            policy,
+            params,
+            tasks,
+            task_ids,
+            rollouts_per_task,
+            horizon,
+            key,
+            advantage,
+            on_wave,
         )
 
 
 def _rollout(
-    vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key, advantage
+    vector_env, policy, params, tasks, task_ids, rollouts_per_task, horizon, key, advantage, on_wave
 ):
     num_tasks, per_task = len(tasks), rollouts_per_task
     tasks_per_wave = vector_env.num_envs // per_task
@@ -230,6 +245,8 @@ def _rollout(
             running &= ~(terminated[:count] | truncated[:count])
             if not running.any():
                 break
+        if on_wave is not None:
+            on_wave(int(mask_view[wave].sum()), count)
     if not torch.isfinite(actions).all():  # the baseline fit would fail on what they did
         raise NonFiniteError("the policy's actions are not finite")
     observations *= mask[..., None]
