@@ -20,7 +20,8 @@ from pathlib import Path
 from torch import nn
 
 from metarl.checkpoints import CheckpointError, load_checkpoint
-from metarl.config import TrainConfig, config_from_dict
+from metarl.config import TrainConfig
+from metarl.config_validation import config_from_dict
 from metarl.evaluation import METHODS, random_policy
 from metarl.resuming import BEST, CHECKPOINT, policy_from_checkpoint
 from metarl.trainer import resume, train
@@ -67,7 +68,7 @@ def run_config(path: Path, checkpoint: dict, config: TrainConfig) -> TrainConfig
     run = run_checkpoint(path, checkpoint)
     if run is None or run is checkpoint or run.get("kind") != checkpoint.get("kind"):
         return config
-    return config_from_dict(run["config"], f"{Path(path).parent / CHECKPOINT} config")
+    return config_from_dict(TrainConfig, run["config"], f"{Path(path).parent / CHECKPOINT} config")
 
 
 def describe_checkpoint(path: Path, checkpoint: dict) -> str:
