@@ -40,7 +40,7 @@ from metarl.experiment import (
     held_out_tasks,
     sampler_settings,
 )
-from metarl.inner import NonFiniteError
+from metarl.params import NonFiniteError
 from metarl.policies import policy_params
 from metarl.run_dir import writable_dir, write_text_file, writing
 from metarl.runtime import keep_freed_memory, set_torch_threads

@@ -22,15 +22,6 @@ from metarl.params import Params, gradient_step, stack_params
 from metarl.policies import gaussian_log_prob, policy_outputs
 
 
-class NonFiniteError(ValueError):
-    """Training produced NaN or inf (a step size too large, usually); the message names the key."""
-
-
-def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
-    """True if every element of every tensor is finite."""
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
-
-
 def reinforce_loss(policy: nn.Module, params: Params, rollouts: Rollouts) -> torch.Tensor:
     """-mean over valid steps of log pi(a|s) * A, one value per task: [T]."""
     mean, log_std = policy_outputs(policy, params, rollouts.step_observations)

@@ -8,9 +8,20 @@ gradient inner loop (`metarl.inner`) and by supervised MAML (`metarl.supervised.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 Params = dict[str, torch.Tensor]
+
+
+class NonFiniteError(ValueError):
+    """Training produced NaN or inf (a step size too large, usually); the message names the key."""
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """True if every element of every tensor is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def stack_params(params: Params, num_tasks: int) -> Params:

@@ -34,9 +34,9 @@ from metarl.experiment import (
     meta_step_settings,
     stream_rng,
 )
-from metarl.inner import NonFiniteError
 from metarl.maml_trpo import MetaStepStats, meta_step
 from metarl.metrics import MetricsLogger
+from metarl.params import NonFiniteError
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
 from metarl.progress import TrainingProgress, sampler_ready, start_block
 from metarl.resuming import BEST, CHECKPOINT, TrainingState, checkpoint_payload, resume_point

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from metarl.episodes import MetaBatch, Rollouts
-from metarl.inner import NonFiniteError, adapt
+from metarl.inner import adapt
+from metarl.params import NonFiniteError
 from metarl.policies import Params
 from metarl.runtime import torch_threads
 from metarl.sampling.rollouts import AdvantageSettings, RolloutKey, rollout, task_params

@@ -35,7 +35,7 @@ from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, Worker
 from torch import nn
 
 from metarl.episodes import MetaBatch
-from metarl.inner import NonFiniteError
+from metarl.params import NonFiniteError
 from metarl.policies import Params
 from metarl.runtime import keep_freed_memory
 from metarl.sampling import SamplingError

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from metarl.episodes import Rollouts
-from metarl.inner import NonFiniteError
+from metarl.params import NonFiniteError
 from metarl.policies import ACTIVATIONS, Params
 from metarl.runtime import torch_threads
 from metarl.value_baseline import estimate_advantages

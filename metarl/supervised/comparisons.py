@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metarl.inner import NonFiniteError, all_finite
-from metarl.params import Params
+from metarl.params import NonFiniteError, Params, all_finite
 from metarl.supervised.maml import InnerLoop, query_curve, task_losses
 from metarl.supervised.models import batched_forward
 from metarl.supervised.tasks import TaskBatch, sample_sinusoid_params, sinusoid_points

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from metarl.checkpoints import save_checkpoint
 from metarl.config_validation import config_to_yaml
-from metarl.inner import NonFiniteError, all_finite
 from metarl.metrics import MetricsLogger
+from metarl.params import NonFiniteError, all_finite
 from metarl.run_dir import RunDirLock, new_run_dir, write_text_file
 from metarl.runtime import (
     check_fits_in_memory,
