@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,18 +29,16 @@ from pathlib import Path
 
 import numpy as np
 import ray
-import torch
 from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError
 from torch import nn
 
 from metarl.episodes import MetaBatch
 from metarl.params import NonFiniteError
 from metarl.policies import Params
-from metarl.runtime import keep_freed_memory
 from metarl.sampling import SamplingError
-from metarl.sampling.meta_batch import SamplerSettings, SamplingProgress, sample_meta_batch
+from metarl.sampling.meta_batch import SamplerSettings, SamplingProgress
 from metarl.sampling.ray_cluster import connect
-from metarl.sampling.rollouts import make_vector_env
+from metarl.sampling.ray_worker import RemoteWorker
 
 logger = logging.getLogger(__name__)
 
@@ -61,35 +58,6 @@ class RayOptions:
     log_dir: Path | None = None  # a local Ray's logs go here (the run directory)
     dashboard: bool = False
     actor_threads: int = 1  # torch threads per actor
-
-
-class RolloutWorker:
-    """An actor: a vector of envs and a copy of the policy module; samples chunks of tasks."""
-
-    def __init__(self, settings: SamplerSettings, policy: nn.Module, num_envs: int, threads: int):
-        torch.set_num_threads(threads)  # actors share the cores: one thread each by default
-        keep_freed_memory()  # as the trainer's process does
-        self.settings, self.policy = settings, policy
-        self.vector_env = make_vector_env(
-            settings.env_id, num_envs, settings.horizon, settings.env_kwargs
-        )
-
-    def ready(self) -> int:
-        return os.getpid()
-
-    def sample(
-        self, params: dict[str, np.ndarray], tasks: list[dict], task_ids: np.ndarray, iteration: int
-    ) -> tuple[MetaBatch, float]:
-        """The chunk's meta-batch and the seconds spent computing it."""
-        start = time.perf_counter()
-        theta = {name: torch.tensor(value) for name, value in params.items()}  # fresh, aligned
-        batch = sample_meta_batch(
-            self.vector_env, self.policy, theta, tasks, task_ids, iteration, self.settings
-        )
-        return batch, time.perf_counter() - start
-
-
-_RemoteWorker = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(RolloutWorker)
 
 
 @dataclass
@@ -157,7 +125,7 @@ class RaySampler:
 
     def _start_actor(self) -> _Actor:
         num_envs = self.tasks_per_wave * self.settings.rollouts_per_task
-        handle = _RemoteWorker.options(scheduling_strategy="SPREAD").remote(
+        handle = RemoteWorker.options(scheduling_strategy="SPREAD").remote(
             self.settings, self.policy, num_envs, self.options.actor_threads
         )
         return _Actor(handle, handle.ready.remote())
