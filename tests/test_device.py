@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import small_navigation_config
 
 from metarl.checkpoints import load_checkpoint, save_checkpoint
 from metarl.cli import main
 from metarl.config_validation import ConfigError, config_from_dict
+from metarl.experiment import HVP_SUBSAMPLE_STREAM, iteration_tasks, stream_rng
+from metarl.maml_trpo import meta_step
 from metarl.metrics import read_rows
+from metarl.policies import policy_params
 from metarl.runtime import learner_device
 from metarl.supervised.comparisons import all_points_loss
 from metarl.supervised.config import SupervisedConfig
@@ -34,6 +38,7 @@ from metarl.supervised.problems import (
 )
 from metarl.supervised.tasks import seeded_rng
 from metarl.supervised.trainer import train_supervised
+from metarl.trainer import Training
 
 ROOT = Path(__file__).resolve().parents[1]
 SINUSOID = str(ROOT / "configs" / "sinusoid.yaml")
@@ -236,3 +241,33 @@ def test_an_omniglot_conv_step_on_cuda_matches_the_cpu(tmp_path):
         for d, run in runs.items()
     }
     np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-3)
+
+
+def rl_iteration(device: str) -> tuple[dict, dict]:
+    """(the trainer's new parameters, the plain CPU meta-step's) of one Navigation2D iteration."""
+    training = Training(small_navigation_config(device=device))
+    try:
+        new_params, _ = training.run_iteration(0)
+        tasks = iteration_tasks(training.config, 0)
+        batch = training.sampler.sample(policy_params(training.policy), tasks, 0)
+    finally:
+        training.close()
+    rng = stream_rng(training.config.seed, HVP_SUBSAMPLE_STREAM, 0)
+    params = policy_params(training.policy)
+    expected, _ = meta_step(training.policy, params, batch, training.settings, rng)
+    return new_params, expected
+
+
+def test_an_rl_meta_iteration_on_the_cpu_is_bitwise_the_plain_cpu_meta_step():
+    new_params, expected = rl_iteration("cpu")
+    for name, value in expected.items():
+        assert new_params[name].device.type == "cpu"
+        assert torch.equal(new_params[name], value), name
+
+
+@needs_cuda
+def test_an_rl_meta_iteration_on_cuda_matches_the_cpu_within_rounding():
+    new_params, expected = rl_iteration("cuda")
+    for name, value in expected.items():
+        assert new_params[name].device.type == "cpu"  # handed back to the sampler's policy
+        torch.testing.assert_close(new_params[name], value, rtol=1e-3, atol=1e-5)
