@@ -1,5 +1,6 @@
-"""Process settings: torch threads and the memory allocator (speed on CPUs), the machine's
-memory (to refuse a config that cannot fit), stop signals."""
+"""Process settings: torch threads and the memory allocator (speed on CPUs), the learner's
+device (and CPU copies of what checkpoints hold), the machine's memory (to refuse a config
+that cannot fit), stop signals."""
 
 from __future__ import annotations
 

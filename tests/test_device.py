@@ -38,7 +38,7 @@ from metarl.supervised.problems import (
 )
 from metarl.supervised.tasks import seeded_rng
 from metarl.supervised.trainer import train_supervised
-from metarl.trainer import Training
+from metarl.trainer import Training, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SINUSOID = str(ROOT / "configs" / "sinusoid.yaml")
@@ -263,6 +263,24 @@ def test_an_rl_meta_iteration_on_the_cpu_is_bitwise_the_plain_cpu_meta_step():
     for name, value in expected.items():
         assert new_params[name].device.type == "cpu"
         assert torch.equal(new_params[name], value), name
+
+
+@no_cuda
+def test_rl_eval_device_is_the_trained_baselines_device(tmp_path, capsys):
+    run = train(small_navigation_config(iterations=1), tmp_path / "nav", show_progress=False)
+    plain = ["eval", str(run), "--checkpoint", "last", "--tasks", "2", "--steps", "1"]
+    plain += ["--rollouts", "2", "--no-progress"]
+    evaluate = [*plain, "--baselines", "pretrained"]
+    assert main([*evaluate, "--device", "cuda"]) == 2
+    assert "--device: cuda, but torch sees no CUDA device" in capsys.readouterr().err
+    assert not (run / "baselines").exists()  # refused before any training
+
+    assert main([*evaluate, "--device", "cpu"]) == 0
+    baseline = load_checkpoint(run / "baselines" / "pretrained" / "checkpoint.pt")
+    assert baseline["config"]["device"] == "cpu" and baseline["config"]["algorithm"] == "pretrain"
+    capsys.readouterr()
+    assert main([*plain, "--device", "cpu"]) == 0  # nothing on the learner: a note says so
+    assert "an RL evaluation adapts inside the sampler, on CPU" in capsys.readouterr().out
 
 
 @needs_cuda
