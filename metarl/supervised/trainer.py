@@ -6,11 +6,8 @@ latest finite parameters: periodically, at the end, on Ctrl-C, SIGTERM or diverg
 `best.pt` (the parameters with the best meta-validation score). Both carry the step
 size to fine-tune with at test time (`eval_lr`): the inner step size for MAML and
 the context vector, tuned on meta-validation tasks for the pretrained and
-multi-task comparisons.
-
-The model, the task batches and every step run on the config's `device`; tasks are drawn
-on the CPU (numpy generators) and each batch is moved once. Checkpoints hold CPU tensors.
-On the CPU nothing is copied, and a run is bitwise what it was before devices existed.
+multi-task comparisons. The model and every step run on `device`; tasks are drawn on the
+CPU, each batch moved once (no copy on the CPU); checkpoints hold CPU tensors.
 """
 
 from __future__ import annotations
@@ -103,15 +100,12 @@ def all_points_step(
     return {"loss": loss.item()}
 
 
-def validation_batches(
-    sampler: TaskSampler, config: SupervisedConfig, device: torch.device | str = "cpu"
-) -> list[TaskBatch]:
-    """The fixed meta-validation tasks of a run (validation stream of the run seed), on `device`."""
+def validation_batches(sampler: TaskSampler, config: SupervisedConfig) -> list[TaskBatch]:
+    """The fixed meta-validation tasks of a run (validation stream of the run seed)."""
     chunk = config.task_chunk or config.meta_batch_size
-    batches = sampler.batches(
+    return sampler.batches(
         "val", config.seed, config.val_tasks, config.shots, config.query_to_evaluate, chunk
     )
-    return [batch.on(device) for batch in batches]
 
 
 def validate(model: nn.Module, batches: list[TaskBatch], config: SupervisedConfig) -> dict:
@@ -149,10 +143,8 @@ def eval_step_size(model: nn.Module, batches: list[TaskBatch], config: Supervise
 def supervised_checkpoint_payload(
     model: nn.Module, config: SupervisedConfig, iteration: int, step_size: float, scores, optimizer
 ) -> dict:
-    """What best.pt and checkpoint.pt hold: parameters, config, the step size to fine-tune with.
-
-    Tensors are CPU copies wherever the model runs, so that any machine can load the file.
-    """
+    """What best.pt and checkpoint.pt hold: parameters, config, the step size to fine-tune with
+    (CPU copies of the tensors wherever the model runs: any machine loads the file)."""
     return {
         "kind": CHECKPOINT_KIND,
         "config": dataclasses.asdict(config),
@@ -186,14 +178,10 @@ def train_supervised(config: SupervisedConfig, run_dir: Path, show_progress: boo
 
 
 def _train(
-    config: SupervisedConfig,
-    sampler: TaskSampler,
-    run_dir: Path,
-    show_progress: bool,
-    device: torch.device,
+    config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_progress: bool, device
 ):
     model = build_model(config).to(device)  # initialized on the CPU: the same on every device
-    val_batches = validation_batches(sampler, config, device)
+    val_batches = [batch.on(device) for batch in validation_batches(sampler, config)]
     multitask = None
     if config.algorithm == "multitask":
         rng = seeded_rng(config.seed, STREAMS["multitask"])
