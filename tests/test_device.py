@@ -207,7 +207,7 @@ def test_a_cuda_run_matches_the_cpu_run_within_rounding(tmp_path, changes):
     states = {d: load_checkpoint(run / "checkpoint.pt")["model_state"] for d, run in runs.items()}
     for name, value in states["cpu"].items():
         assert states["cuda"][name].device.type == "cpu"  # written as CPU tensors
-        torch.testing.assert_close(states["cuda"][name], value, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(states["cuda"][name], value, rtol=1e-3, atol=1e-3)
 
     results = {}
     for device, run in runs.items():
@@ -240,7 +240,7 @@ def test_an_omniglot_conv_step_on_cuda_matches_the_cpu(tmp_path):
         d: [float(r["loss_post"]) for r in read_rows(run / "metrics.csv")[1]]
         for d, run in runs.items()
     }
-    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-3)
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-2)  # cuDNN: TF32 convolutions
 
 
 def rl_iteration(device: str) -> tuple[dict, dict]:
@@ -288,4 +288,4 @@ def test_an_rl_meta_iteration_on_cuda_matches_the_cpu_within_rounding():
     new_params, expected = rl_iteration("cuda")
     for name, value in expected.items():
         assert new_params[name].device.type == "cpu"  # handed back to the sampler's policy
-        torch.testing.assert_close(new_params[name], value, rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(new_params[name], value, rtol=1e-3, atol=1e-4)
