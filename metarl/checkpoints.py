@@ -9,7 +9,8 @@ truncated or corrupted file fails the length/hash check and is refused whole.
 
 Loading never runs code: the payload is read with `torch.load(weights_only=True)`,
 which accepts tensors and plain values only, so a crafted file (a pickle that
-calls a function) is refused. The hash detects corruption, not tampering.
+calls a function) is refused. The hash detects corruption, not tampering. Tensors load
+onto the CPU (`map_location`), so a machine without a GPU reads every checkpoint.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if hashlib.sha256(data).hexdigest().encode() != digest:
         raise CheckpointError(f"{path}: corrupt checkpoint (hash mismatch)")
     try:
-        payload = torch.load(io.BytesIO(data), weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(

@@ -4,6 +4,7 @@ metarl train CONFIG [--set key=value]... [--run-dir DIR]
 metarl train --resume RUN_DIR [--set iterations=N] [--set RUN_SETTING=VALUE]...
 metarl eval CHECKPOINT_OR_RUN_DIR [--checkpoint best|last] [--tasks N] [--steps K]
             [--rollouts R] [--seed S] [--baselines pretrained,random,oracle,context] [--out DIR]
+            [--device auto|cpu|cuda]
 metarl plot RUN_DIR_OR_EVAL_JSON... [-o FILE.png]
 metarl render CHECKPOINT_OR_RUN_DIR [--task-seed N] [--steps 0,1,3] [-o adapt.gif|.mp4]
 """
@@ -102,9 +103,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
         evaluate_checkpoint(path, checkpoint, args)
         return 0
-    from metarl.comparisons import baseline_policies, parse_baselines, run_config
+    from metarl.comparisons import baseline_policies, parse_baselines, run_config, trains_baselines
     from metarl.evaluation import EvaluationSettings, format_table, run_evaluation, write_results
     from metarl.resuming import policy_from_checkpoint
+    from metarl.runtime import learner_device
 
     baselines = parse_baselines(args.baselines)  # checked before any work
     settings = EvaluationSettings(
@@ -121,11 +123,23 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps must be >= 0, got {settings.steps}")
     config, policy = policy_from_checkpoint(checkpoint)
     config = run_config(path, checkpoint, config)  # best.pt's may predate a resume
+    if trains_baselines(baselines):  # cuda without CUDA: refused before any training
+        if args.device is not None:
+            learner_device(args.device, "--device")
+        else:
+            learner_device(config.device, "the run's key 'device' (or give --device)")
+    elif args.device is not None:
+        print(
+            f"--device {args.device}: no baseline is trained here, and an RL evaluation adapts "
+            "inside the sampler, on CPU"
+        )
     method = {"maml": "maml", "context": "context", "pretrain": "pretrained"}.get(
         config.algorithm, config.algorithm
     )
     methods = {method: (policy, config, describe_checkpoint(path, checkpoint))}
-    methods.update(baseline_policies(baselines, config, path.parent, not args.no_progress, which))
+    methods.update(
+        baseline_policies(baselines, config, path.parent, not args.no_progress, which, args.device)
+    )
     curves = run_evaluation(methods, settings, config.env)
     out_dir = args.out or path.parent
     json_path, csv_path = write_results(curves, settings, config.env, out_dir)

@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         "name=PATH uses that checkpoint, otherwise the baseline is trained (once) with "
         "the run's config into RUN_DIR/baselines/NAME",
     )
+    evaluate.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="where the learner's work runs (default: the run's device key). Supervised: the "
+        "whole evaluation (fine-tuning and scoring). RL: only the baselines trained here; "
+        "the adaptation steps of an RL evaluation run inside the sampler beside the "
+        "rollouts, on CPU, whatever the device",
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
     evaluate.add_argument(
         "--out", type=Path, default=None, help="output directory (default: beside the checkpoint)"

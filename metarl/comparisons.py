@@ -9,7 +9,8 @@ with the evaluated run's config into `<run dir>/baselines/<name>/`: a finished
 run there is reused, an unfinished one resumed, so repeating the command costs
 nothing and an interrupted one picks up where it stopped. Of every run directory,
 the evaluated one and the baselines', `--checkpoint best|last` evaluates best.pt
-(the default: the paper keeps the best iteration) or checkpoint.pt.
+(the default: the paper keeps the best iteration) or checkpoint.pt. `--device` is the
+trained baselines' learner device (a run setting: a baseline run may resume on another).
 """
 
 from __future__ import annotations
@@ -106,26 +107,42 @@ def parse_baselines(text: str | None) -> dict[str, Path | None]:
     return baselines
 
 
-def baseline_config(config: TrainConfig, method: str) -> TrainConfig:
-    return dataclasses.replace(config, algorithm=TRAINED_BY[method])
+def baseline_config(config: TrainConfig, method: str, device: str | None = None) -> TrainConfig:
+    """The evaluated run's config for training baseline `method` (on `device`, else the run's)."""
+    return dataclasses.replace(config, algorithm=TRAINED_BY[method], device=device or config.device)
 
 
-def trained_baseline(method: str, config: TrainConfig, run_root: Path, show_progress: bool) -> Path:
-    """Train (or reuse, or resume) the baseline `method` for `config`; its run directory."""
+def trains_baselines(baselines: dict[str, Path | None]) -> bool:
+    """Whether `baseline_policies` trains (or resumes) a baseline: one named without a path."""
+    return any(path is None and method != "random" for method, path in baselines.items())
+
+
+def trained_baseline(
+    method: str,
+    config: TrainConfig,
+    run_root: Path,
+    show_progress: bool,
+    device: str | None = None,
+) -> Path:
+    """Train (or reuse, or resume) the baseline `method` for `config`; its run directory.
+
+    `device` (None: the config's) is where its learner runs; it may differ from the device
+    an earlier, interrupted training of the baseline used.
+    """
     run_dir = run_root / "baselines" / method
-    wanted = baseline_config(config, method)
+    wanted = baseline_config(config, method, device)
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.is_file():
         saved = load_checkpoint(checkpoint)
         saved_config, _ = policy_from_checkpoint(saved)
-        if saved_config != wanted:
+        if dataclasses.replace(saved_config, device=wanted.device) != wanted:
             raise CheckpointError(
                 f"{run_dir} holds a {method} run with another config; "
                 f"remove it or pass --baselines {method}=PATH"
             )
         if saved["state"]["iteration"] < wanted.iterations:
             print(f"resuming the {method} baseline in {run_dir}")
-            resume(run_dir, show_progress=show_progress)
+            resume(run_dir, {"device": device} if device else None, show_progress)
         else:
             print(f"reusing the {method} baseline in {run_dir}")
         return run_dir
@@ -142,10 +159,12 @@ def baseline_policies(
     run_root: Path,
     show_progress: bool = True,
     which: str = DEFAULT_CHECKPOINT,
+    device: str | None = None,
 ) -> dict[str, tuple[nn.Module, TrainConfig, str]]:
     """name -> (policy, its config, source) for each requested baseline.
 
-    `which` ('best' or 'last') picks the checkpoint of each baseline's run directory.
+    `which` ('best' or 'last') picks the checkpoint of each baseline's run directory;
+    `device` (None: the run's) is the learner device of baselines trained here.
     """
     policies = {}
     for method, path in baselines.items():
@@ -153,7 +172,7 @@ def baseline_policies(
             policies[method] = (random_policy(config), config, "fresh initialization")
             continue
         if path is None:
-            path = trained_baseline(method, config, run_root, show_progress)
+            path = trained_baseline(method, config, run_root, show_progress, device)
         path = checkpoint_path(path, which)
         checkpoint = load_checkpoint(path)
         baseline_config_, policy = policy_from_checkpoint(checkpoint)

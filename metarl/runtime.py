@@ -1,8 +1,10 @@
-"""Process settings: torch threads and the memory allocator (speed on CPUs), the machine's
-memory (to refuse a config that cannot fit), stop signals."""
+"""Process settings: torch threads and the memory allocator (speed on CPUs), the learner's
+device (and CPU copies of what checkpoints hold), the machine's memory (to refuse a config
+that cannot fit), stop signals."""
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import ctypes.util
 import os
@@ -41,16 +43,37 @@ def keep_freed_memory() -> bool:
     return bool(ok)
 
 
-def learner_device(name: str) -> torch.device:
-    """The torch device for a config's `device` key: auto, cpu or cuda."""
+def learner_device(name: str, key: str = "key 'device'") -> torch.device:
+    """The torch device for a config's `device` key: auto (CUDA where available), cpu or cuda.
+
+    cuda where torch sees no CUDA device is a ConfigError naming `key` (the config key, or
+    a command-line option), raised before any work rather than deep inside the first step.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "key 'device': cuda, but torch sees no CUDA device here (a CPU build of torch, "
-            "or no GPU); use device: auto or cpu"
+        raise ConfigError(
+            f"{key}: cuda, but torch sees no CUDA device here (a CPU build of torch, "
+            "or no GPU); use auto or cpu"
         )
+    if name != "cpu":
+        raise ConfigError(f"{key}: {name!r} is not one of ['auto', 'cpu', 'cuda']")
     return torch.device(name)
+
+
+def to_cpu(value):
+    """`value` (a state dict, an optimizer state, nested dicts and lists) with every tensor
+    copied to the CPU: what checkpoints hold, so that a machine without a GPU loads them."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        result = type(value)((k, to_cpu(v)) for k, v in value.items())
+        if hasattr(value, "__dict__"):  # a state dict's _metadata (module versions)
+            result.__dict__.update(copy.deepcopy(value.__dict__))
+        return result
+    if isinstance(value, list | tuple):
+        return type(value)(to_cpu(v) for v in value)
+    return copy.deepcopy(value)
 
 
 def machine_memory_bytes() -> int:

@@ -52,7 +52,11 @@ def all_points_loss(
 
 
 class MultitaskRegressors:
-    """`count` regressors with `model`'s architecture, each fitted to its own sinusoid."""
+    """`count` regressors with `model`'s architecture, each fitted to its own sinusoid.
+
+    They are initialized and their points drawn on the CPU (the same numbers on every
+    device), then held and trained on `device`.
+    """
 
     def __init__(
         self,
@@ -63,8 +67,9 @@ class MultitaskRegressors:
         regularization: str = "none",
         weight: float = 0.0,
         use_vmap: bool = True,
+        device: torch.device | str = "cpu",
     ):
-        self.model = model
+        self.model, self.device = model, torch.device(device)
         self.task_params = sample_sinusoid_params(rng, count)
         self.regularization, self.weight, self.use_vmap = regularization, weight, use_vmap
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
@@ -72,19 +77,19 @@ class MultitaskRegressors:
         for name, p in model.named_parameters():
             fresh = []
             for _ in range(count):
-                values = torch.empty_like(p)
+                values = torch.empty_like(p, device="cpu")
                 if p.dim() > 1:
                     nn.init.kaiming_uniform_(values, a=5**0.5, generator=generator)
                 else:
                     bound = 1 / p.numel() ** 0.5
                     nn.init.uniform_(values, -bound, bound, generator=generator)
                 fresh.append(values)
-            self.stack[name] = torch.stack(fresh).requires_grad_()
+            self.stack[name] = torch.stack(fresh).to(self.device).requires_grad_()
         self.optimizer = torch.optim.Adam(self.stack.values(), lr=lr)
 
     def step(self, rng: np.random.Generator, num_points: int) -> float:
         """One Adam step of every regressor on fresh points of its sinusoid; mean MSE."""
-        x, y = sinusoid_points(rng, self.task_params, num_points)
+        x, y = (t.to(self.device) for t in sinusoid_points(rng, self.task_params, num_points))
         outputs = batched_forward(self.model, self.stack, x, self.stack, self.use_vmap)
         losses = task_losses(outputs, y, "mse")
         total = losses.sum()

@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metarl.config_validation import MAX_SEED, MAX_THREADS, ConfigError, at_least, within
+from metarl.config_validation import (
+    MAX_SEED,
+    MAX_THREADS,
+    ConfigError,
+    at_least,
+    choices,
+    run_setting,
+    within,
+)
 
 PROBLEMS = ("sinusoid", "omniglot")
 SUPERVISED_ALGORITHMS = ("maml", "pretrain", "oracle", "multitask", "context")
@@ -85,6 +93,10 @@ class SupervisedConfig:
     log_interval: int = field(default=50, metadata=at_least(1))
     checkpoint_interval: int = field(default=1000, metadata=at_least(1))
     torch_threads: int = field(default=0, metadata=within(0, MAX_THREADS))  # 0: one per core
+    # where the model, the task batches and the meta-step (inner adaptation with its graph,
+    # Adam) run, and evaluation; tasks are drawn on the CPU and moved once per batch.
+    # auto: CUDA where available, else CPU. The RL config's key of the same name.
+    device: str = field(default="auto", metadata=run_setting(**choices("auto", "cpu", "cuda")))
 
     def __post_init__(self):
         if self.algorithm not in PROBLEM_ALGORITHMS[self.problem]:

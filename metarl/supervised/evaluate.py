@@ -5,6 +5,8 @@ sinusoids (never used in training or validation). Each task's support set is use
 for `steps` plain gradient steps of the checkpoint's `eval_lr`; after 0, 1, ..., k
 steps the query MSE (sinusoid) or accuracy (Omniglot) of every task is recorded and
 summarized as a mean with a 95% confidence interval over tasks (1.96 standard errors).
+The model and the task batches are on the evaluation's device (`metarl eval --device`, else
+the run's `device`); tasks are drawn on the CPU and moved once per batch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from metarl.checkpoints import CheckpointError
 from metarl.config_validation import ConfigError, config_from_dict
 from metarl.run_dir import writable_dir, write_text_file, writing
-from metarl.runtime import keep_freed_memory, set_torch_threads
+from metarl.runtime import keep_freed_memory, learner_device, set_torch_threads
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.maml import query_curve
 from metarl.supervised.models import model_params
@@ -48,15 +50,18 @@ def evaluate_model(
 ) -> list[dict]:
     """Rows {shots, step, metric, mean, ci95, tasks, diverged} after 0..steps fine-tuning steps.
 
-    A task whose fine-tuning diverged (a non-finite loss) is counted in `diverged` and
-    left out of the mean and confidence interval, which are over the remaining tasks.
+    The tasks are moved to the device of `model`'s parameters. A task whose fine-tuning
+    diverged (a non-finite loss) is counted in `diverged` and left out of the mean and
+    confidence interval, which are over the remaining tasks.
     """
     sampler = make_task_sampler(config)
     inner = evaluation_inner_loop(config, step_size, steps)
     chunk = config.task_chunk or config.meta_batch_size
+    device = next(model.parameters()).device
     rows = []
     for k in shots or config.shots_to_evaluate:
         batches = sampler.batches("test", seed, tasks, k, config.query_to_evaluate, chunk)
+        batches = [batch.on(device) for batch in batches]
         curve = query_curve(model, model_params(model), batches, inner)
         metrics = {"mse" if config.problem == "sinusoid" else "loss": curve.losses}
         if curve.accuracies is not None:
@@ -82,7 +87,7 @@ def evaluate_model(
 def model_from_checkpoint(
     checkpoint: dict, source: str
 ) -> tuple[SupervisedConfig, torch.nn.Module]:
-    """The config and trained network stored in a supervised checkpoint."""
+    """The config and trained network stored in a supervised checkpoint (on the CPU)."""
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise CheckpointError(f"{source}: not a supervised checkpoint (missing {missing})")
@@ -95,6 +100,17 @@ def model_from_checkpoint(
             f"{source}: parameters do not fit the config's model ({error})"
         ) from None
     return config, model
+
+
+def evaluation_device(config: SupervisedConfig, requested: str | None) -> torch.device:
+    """`metarl eval --device` where given, else the run's `device` key (checked here: a run
+    trained on cuda, evaluated where there is none, says to pass --device cpu)."""
+    if requested is not None:
+        return learner_device(requested, "--device")
+    try:
+        return learner_device(config.device, "the run's key 'device'")
+    except ConfigError as error:
+        raise ConfigError(f"{error} (here: metarl eval --device cpu or auto)") from None
 
 
 def format_query_table(config: SupervisedConfig, rows: list[dict]) -> str:
@@ -125,10 +141,12 @@ def evaluate_checkpoint(path: str | Path, checkpoint: dict, args) -> dict:
 
     args: .tasks (default: config eval_tasks), .steps (default: eval_steps), .seed
     (default: the run seed; the test stream never overlaps training tasks), .out
-    (default: the checkpoint's directory).
+    (default: the checkpoint's directory), .device (default: the run's `device`).
     """
     path = Path(path)
     config, model = model_from_checkpoint(checkpoint, str(path))
+    device = evaluation_device(config, getattr(args, "device", None))
+    model.to(device)
     keep_freed_memory()
     set_torch_threads(config.torch_threads)
     tasks = config.eval_tasks if args.tasks is None else args.tasks

@@ -131,9 +131,9 @@ def query_curve(
             out = batched_forward(model, current, batch.support_x, names, inner.use_vmap)
             loss = task_losses(out, batch.support_y, inner.loss).sum()
             current = gradient_step(current, loss, names, inner.step_size, first_order=True)
-        losses.append(torch.stack(chunk_losses).numpy())
+        losses.append(torch.stack(chunk_losses).cpu().numpy())
         if chunk_accuracies:
-            accuracies.append(torch.stack(chunk_accuracies).numpy())
+            accuracies.append(torch.stack(chunk_accuracies).cpu().numpy())
     return QueryCurve(
         np.concatenate(losses, axis=1),
         np.concatenate(accuracies, axis=1) if accuracies else None,

@@ -50,6 +50,20 @@ class TaskBatch:
             part(self.task_params),
         )
 
+    def on(self, device: torch.device | str) -> TaskBatch:
+        """The same tasks on `device` (on the device they are on: the same tensors, no copy)."""
+
+        def move(t):
+            return None if t is None else t.to(device)
+
+        return TaskBatch(
+            move(self.support_x),
+            move(self.support_y),
+            move(self.query_x),
+            move(self.query_y),
+            move(self.task_params),
+        )
+
     def to(self, dtype: torch.dtype) -> TaskBatch:
         """The same tasks with floating-point inputs (and regression targets) cast to dtype."""
 

@@ -6,12 +6,12 @@ latest finite parameters: periodically, at the end, on Ctrl-C, SIGTERM or diverg
 `best.pt` (the parameters with the best meta-validation score). Both carry the step
 size to fine-tune with at test time (`eval_lr`): the inner step size for MAML and
 the context vector, tuned on meta-validation tasks for the pretrained and
-multi-task comparisons.
+multi-task comparisons. The model and every step run on `device`; tasks are drawn on the
+CPU, each batch moved once (no copy on the CPU); checkpoints hold CPU tensors.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -30,8 +30,10 @@ from metarl.run_dir import RunDirLock, new_run_dir, write_text_file
 from metarl.runtime import (
     check_fits_in_memory,
     keep_freed_memory,
+    learner_device,
     set_torch_threads,
     stop_on_signals,
+    to_cpu,
 )
 from metarl.supervised.comparisons import (
     MultitaskRegressors,
@@ -141,15 +143,16 @@ def eval_step_size(model: nn.Module, batches: list[TaskBatch], config: Supervise
 def supervised_checkpoint_payload(
     model: nn.Module, config: SupervisedConfig, iteration: int, step_size: float, scores, optimizer
 ) -> dict:
-    """What best.pt and checkpoint.pt hold: parameters, config, the step size to fine-tune with."""
+    """What best.pt and checkpoint.pt hold: parameters, config, the step size to fine-tune with
+    (CPU copies of the tensors wherever the model runs: any machine loads the file)."""
     return {
         "kind": CHECKPOINT_KIND,
         "config": dataclasses.asdict(config),
-        "model_state": copy.deepcopy(model.state_dict()),
+        "model_state": to_cpu(model.state_dict()),
         "iteration": iteration,
         "eval_lr": step_size,
         "lr_scores": scores,
-        "optimizer_state": copy.deepcopy(optimizer.state_dict()),
+        "optimizer_state": to_cpu(optimizer.state_dict()),
     }
 
 
@@ -159,6 +162,7 @@ def train_supervised(config: SupervisedConfig, run_dir: Path, show_progress: boo
     Ctrl-C or SIGTERM writes checkpoint.pt and re-raises; a non-finite loss, gradient or
     parameter raises NonFiniteError, checkpoint.pt holding the last finite parameters.
     """
+    device = learner_device(config.device)  # cuda without CUDA: refused before any work
     sampler = make_task_sampler(config)  # a bad data path fails before the run dir is made
     check_fits_in_memory(
         memory_estimate(config),
@@ -170,12 +174,14 @@ def train_supervised(config: SupervisedConfig, run_dir: Path, show_progress: boo
         write_text_file(run_dir / "config.yaml", config_to_yaml(config))
         keep_freed_memory()
         set_torch_threads(config.torch_threads)
-        return _train(config, sampler, run_dir, show_progress)
+        return _train(config, sampler, run_dir, show_progress, device)
 
 
-def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_progress: bool):
-    model = build_model(config)
-    val_batches = validation_batches(sampler, config)
+def _train(
+    config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_progress: bool, device
+):
+    model = build_model(config).to(device)  # initialized on the CPU: the same on every device
+    val_batches = [batch.on(device) for batch in validation_batches(sampler, config)]
     multitask = None
     if config.algorithm == "multitask":
         rng = seeded_rng(config.seed, STREAMS["multitask"])
@@ -187,6 +193,7 @@ def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_p
             config.multitask_reg,
             config.multitask_reg_weight,
             config.vmap,
+            device,
         )
         optimizer = multitask.optimizer
     else:
@@ -214,7 +221,7 @@ def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_p
                 else:
                     batch = sampler.sample(
                         "train", rng, config.meta_batch_size, config.shots, config.query
-                    )
+                    ).on(device)
                     step = adam_meta_step if config.meta_learned else all_points_step
                     stats = step(model, batch, config, optimizer)
                 train_s += time.perf_counter() - clock
@@ -239,14 +246,14 @@ def _train(config: SupervisedConfig, sampler: TaskSampler, run_dir: Path, show_p
                     score = validation_score(config, row)
                     if best_state is None or score > best_score:
                         best_score, best_iteration = score, done
-                        best_state = copy.deepcopy(model.state_dict())
+                        best_state = to_cpu(model.state_dict())
                         save("best.pt", done)
                 logger.log(row)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("val")})
                 if done % config.checkpoint_interval == 0 and done < config.iterations:
                     save("checkpoint.pt", done)
                     saved = done
-            final_state = copy.deepcopy(model.state_dict())
+            final_state = to_cpu(model.state_dict())
             for name, state, iteration in (
                 ("best.pt", best_state, best_iteration),
                 ("checkpoint.pt", final_state, config.iterations),
