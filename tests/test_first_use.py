@@ -82,7 +82,8 @@ def test_start_block_of_ray_and_of_the_baselines_and_the_paper_ant_cost(tmp_path
     pretrain = dataclasses.replace(config, algorithm="pretrain")
     assert "x 1 phase = up to 400 env steps" in start_block(pretrain, tmp_path, TrainingState())
     # the main job of the README: 40 tasks x 40 rollouts x 200 steps x 2 phases
-    assert env_steps_per_iteration(load_config(TrainConfig, ROOT / "configs/ant_dir.yaml")) == 640_000
+    ant_dir = load_config(TrainConfig, ROOT / "configs/ant_dir.yaml")
+    assert env_steps_per_iteration(ant_dir) == 640_000
 
     class Workers:
         num_workers = 3
