@@ -140,6 +140,8 @@ def train(args) -> None:
                 if process.poll() is not None:
                     print(f"{time.strftime('%H:%M')} {name}: exit {process.returncode}", flush=True)
                     del active[name]
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM to the runner: stop the runs as at the deadline
+        print(f"{time.strftime('%H:%M')} interrupted: stopping the runs", flush=True)
     finally:  # budget used up (or Ctrl-C here): each run writes its checkpoint and stops
         for process in active.values():
             process.send_signal(signal.SIGTERM)
