@@ -16,7 +16,8 @@ policies, the step
 
 All tasks are computed at once: adapted parameters are [T, ...] stacks and the
 steps of each task are one padded [T, M] axis (the sampler's `Rollouts`, read
-as they are: advantages included).
+as they are: advantages included). theta is the flat vector of every policy parameter
+but `fixed_names` (config `meta_log_std: fixed` fixes log_std), which keep their values.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from metarl.episodes import MetaBatch
-from metarl.inner import adapt
+from metarl.inner import adapt, inner_step_norm
 from metarl.policies import Params, gaussian_kl, gaussian_log_prob, policy_outputs
 from metarl.trpo import (
     LineSearchResult,
@@ -101,7 +102,7 @@ class MetaObjective:
             theta_old = flatten(objective.meta_like).requires_grad_()
             old_params = objective.adapted(theta_old, graph=False)
             mean, log_std = policy_outputs(policy, old_params, data.valid.step_observations)
-            step_norm = _inner_step_norm(like, old_params)
+            step_norm = inner_step_norm(like, old_params)
         log_prob = gaussian_log_prob(mean, log_std, data.valid.step_actions)
         return replace(
             objective,
@@ -194,18 +195,6 @@ class MetaObjective:
         """grad KL with respect to the leaf `theta`, keeping the graph for a second derivative."""
         _, kl = self(theta)
         return torch.autograd.grad(kl, theta, create_graph=create_graph)[0]
-
-
-def _inner_step_norm(theta: Params, adapted: Params) -> float:
-    """Mean over tasks of the norm of theta'_i - theta (0 without inner steps)."""
-    if adapted is theta:
-        return 0.0
-    squares = sum(
-        ((adapted[name] - p).reshape(adapted[name].shape[0], -1) ** 2).sum(-1)
-        for name, p in theta.items()
-        if adapted[name].dim() > p.dim()  # adapted parameters are per-task stacks
-    )
-    return float(torch.as_tensor(squares).sqrt().mean())
 
 
 def meta_step(
