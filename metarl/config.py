@@ -77,9 +77,10 @@ class TrainConfig:
     activation: str = field(default="relu", metadata=choices("relu", "tanh"))
     init_log_std: float = field(default=0.0, metadata=within(-MAX_LOG_STD, MAX_LOG_STD))
     # learned: TRPO's step updates log_std with the other parameters (the MAML paper). fixed:
-    # log_std stays init_log_std in every algorithm's TRPO step; the inner loop still adapts
-    # it per task. MAML's meta-gradient does not credit the exploration of theta's rollouts,
-    # so a learned log_std can shrink until adaptation suffers (README, Navigation2D).
+    # log_std stays init_log_std in TRPO's step; the inner loop still adapts it per task.
+    # MAML's meta-gradient does not credit the exploration of theta's rollouts, so a learned
+    # log_std can shrink until adaptation suffers (README, Navigation2D). The baselines that
+    # `metarl eval` trains keep learned (metarl.comparisons.baseline_config).
     meta_log_std: str = field(default="learned", metadata=choices(*META_LOG_STD))
     sampler: str = field(default="local", metadata=run_setting(**choices("local", "ray")))
     num_envs: int = field(default=400, metadata=run_setting(**within(1, MAX_ENVS)))  # at once

@@ -18,6 +18,7 @@ from helpers import small_navigation_config
 from test_core_math import tiny_problem
 
 from metarl.checkpoints import load_checkpoint, save_checkpoint
+from metarl.comparisons import TRAINED_BY, baseline_config
 from metarl.config_validation import ConfigError
 from metarl.maml_trpo import MetaObjective, MetaStepSettings, meta_step
 from metarl.resuming import CHECKPOINT, resume_point
@@ -80,7 +81,7 @@ def test_fixed_names_must_be_parameters():
         meta_step(policy, params, data, settings, np.random.default_rng(0))
 
 
-def test_config_key_sets_the_fixed_parameters_of_every_algorithm():
+def test_config_key_fixes_log_std_in_the_trpo_step_of_every_algorithm():
     assert small_navigation_config().meta_log_std == "learned"
     with pytest.raises(ConfigError, match="meta_log_std"):
         small_navigation_config(meta_log_std="frozen")
@@ -93,6 +94,15 @@ def test_config_key_sets_the_fixed_parameters_of_every_algorithm():
             assert torch.equal(new["log_std"], torch.zeros_like(new["log_std"]))
         finally:
             training.close()
+
+
+def test_baselines_of_a_fixed_run_are_trained_with_a_learned_log_std():
+    """The cause is MAML's; eval's baselines stay the paper's (and old ones are reused)."""
+    config = small_navigation_config(meta_log_std="fixed")
+    for method, algorithm in TRAINED_BY.items():
+        wanted = baseline_config(config, method)
+        assert (wanted.algorithm, wanted.meta_log_std) == (algorithm, "learned")
+        assert wanted == small_navigation_config(algorithm=algorithm)
 
 
 def test_learned_log_std_trains_bitwise_as_before_the_key():
