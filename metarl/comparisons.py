@@ -108,8 +108,20 @@ def parse_baselines(text: str | None) -> dict[str, Path | None]:
 
 
 def baseline_config(config: TrainConfig, method: str, device: str | None = None) -> TrainConfig:
-    """The evaluated run's config for training baseline `method` (on `device`, else the run's)."""
-    return dataclasses.replace(config, algorithm=TRAINED_BY[method], device=device or config.device)
+    """The evaluated run's config for training baseline `method` (on `device`, else the run's).
+
+    Always with a learned log-std: `meta_log_std: fixed` answers a MAML problem (its
+    meta-gradient does not credit the exploration of theta's rollouts, see README,
+    Navigation2D). pretrain and oracle take TRPO steps on the return of the policy that
+    sampled, which credits it, and context adapts only z, so a fixed log-std would never
+    be learned. The baselines are the paper's, whatever the run's setting.
+    """
+    return dataclasses.replace(
+        config,
+        algorithm=TRAINED_BY[method],
+        device=device or config.device,
+        meta_log_std="learned",
+    )
 
 
 def trains_baselines(baselines: dict[str, Path | None]) -> bool:

@@ -25,6 +25,7 @@ from metarl.config_validation import (
 
 HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
 ALGORITHMS = ("maml", "pretrain", "oracle", "context")
+META_LOG_STD = ("learned", "fixed")  # does the TRPO step update the policy's log_std?
 
 
 def _ray_address(value: str):
@@ -75,6 +76,12 @@ class TrainConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
     activation: str = field(default="relu", metadata=choices("relu", "tanh"))
     init_log_std: float = field(default=0.0, metadata=within(-MAX_LOG_STD, MAX_LOG_STD))
+    # learned: TRPO's step updates log_std with the other parameters (the MAML paper). fixed:
+    # log_std stays init_log_std in TRPO's step; the inner loop still adapts it per task.
+    # MAML's meta-gradient does not credit the exploration of theta's rollouts, so a learned
+    # log_std can shrink until adaptation suffers (README, Navigation2D). The baselines that
+    # `metarl eval` trains keep learned (metarl.comparisons.baseline_config).
+    meta_log_std: str = field(default="learned", metadata=choices(*META_LOG_STD))
     sampler: str = field(default="local", metadata=run_setting(**choices("local", "ray")))
     num_envs: int = field(default=400, metadata=run_setting(**within(1, MAX_ENVS)))  # at once
     # sampler: ray (see README, Ray sampler); num_workers 0: one per CPU

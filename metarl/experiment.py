@@ -140,6 +140,7 @@ def meta_step_settings(config: TrainConfig) -> MetaStepSettings:
     return MetaStepSettings(
         inner_step_sizes=(config.inner_lr,) * setup.inner_steps,
         adapted_names=setup.adapted_names,
+        fixed_names=("log_std",) if config.meta_log_std == "fixed" else (),
         first_order=config.first_order,
         max_kl=config.max_kl,
         cg_iters=config.cg_iters,

@@ -64,3 +64,15 @@ def adapt(
             loss = reinforce_loss(policy, current, batch).sum()
             current = gradient_step(current, loss, names, step_size, first_order)
     return current
+
+
+def inner_step_norm(theta: Params, adapted: Params) -> float:
+    """Mean over tasks of the norm of theta'_i - theta (0 without inner steps)."""
+    if adapted is theta:
+        return 0.0
+    squares = sum(
+        ((adapted[name] - p).reshape(adapted[name].shape[0], -1) ** 2).sum(-1)
+        for name, p in theta.items()
+        if adapted[name].dim() > p.dim()  # adapted parameters are per-task stacks
+    )
+    return float(torch.as_tensor(squares).sqrt().mean())

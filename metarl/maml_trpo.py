@@ -16,14 +16,14 @@ policies, the step
 
 All tasks are computed at once: adapted parameters are [T, ...] stacks and the
 steps of each task are one padded [T, M] axis (the sampler's `Rollouts`, read
-as they are: advantages included).
+as they are: advantages included). theta is the flat vector of every policy parameter
+but `fixed_names` (config `meta_log_std: fixed` fixes log_std), which keep their values.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -31,19 +31,17 @@ import torch
 from torch import nn
 
 from metarl.episodes import MetaBatch
-from metarl.inner import adapt
+from metarl.inner import adapt, inner_step_norm
 from metarl.policies import Params, gaussian_kl, gaussian_log_prob, policy_outputs
 from metarl.trpo import (
     LineSearchResult,
     conjugate_gradient,
-    exact_hvp,
-    finite_difference_hvp,
     flatten,
+    hessian_vector_product,
     line_search,
     unflatten,
 )
 
-HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
 CHUNK_ELEMENTS = 16 * 1024 * 1024  # floats (64 MB) in a chunk's widest activation
 
 
@@ -60,6 +58,7 @@ class MetaStepSettings:
     line_search_ratio: float = 0.8
     line_search_steps: int = 15
     adapted_names: tuple[str, ...] | None = None  # parameters the inner loop adapts (None: all)
+    fixed_names: tuple[str, ...] = ()  # parameters the meta-update leaves as they are
 
 
 @dataclass
@@ -100,9 +99,10 @@ class MetaObjective:
     ) -> MetaObjective:
         objective = cls(policy, like, data, settings, *(torch.empty(0),) * 3)
         with torch.no_grad():
-            old_params = objective.adapted(flatten(like).requires_grad_(), graph=False)
+            theta_old = flatten(objective.meta_like).requires_grad_()
+            old_params = objective.adapted(theta_old, graph=False)
             mean, log_std = policy_outputs(policy, old_params, data.valid.step_observations)
-            step_norm = _inner_step_norm(like, old_params)
+            step_norm = inner_step_norm(like, old_params)
         log_prob = gaussian_log_prob(mean, log_std, data.valid.step_actions)
         return replace(
             objective,
@@ -143,10 +143,29 @@ class MetaObjective:
             for part in torch.arange(num_tasks).split(per_chunk)
         ]
 
+    @property
+    def meta_like(self) -> Params:
+        """The meta-parameters (all but `settings.fixed_names`): theta is their flat vector."""
+        fixed = self.settings.fixed_names
+        return {name: p for name, p in self.like.items() if name not in fixed}
+
+    def params(self, theta: torch.Tensor) -> Params:
+        """The policy's parameters at theta: the meta-parameters from theta, the others as in like.
+
+        The others are fresh leaves that require gradients, so the inner loop can still adapt
+        them; the meta-gradient, taken with respect to theta only, does not see them.
+        """
+        with torch.enable_grad():  # theta's views must track gradients even under no_grad
+            fixed = {
+                name: p.detach().requires_grad_()
+                for name, p in self.like.items()
+                if name in self.settings.fixed_names
+            }
+            return {**self.like, **fixed, **unflatten(theta, self.meta_like)}
+
     def adapted(self, theta: torch.Tensor, graph: bool) -> Params:
         s = self.settings
-        with torch.enable_grad():  # theta's views must track gradients even under no_grad
-            params = unflatten(theta, self.like)
+        params = self.params(theta)
         return adapt(
             self.policy,
             params,
@@ -178,18 +197,6 @@ class MetaObjective:
         return torch.autograd.grad(kl, theta, create_graph=create_graph)[0]
 
 
-def _inner_step_norm(theta: Params, adapted: Params) -> float:
-    """Mean over tasks of the norm of theta'_i - theta (0 without inner steps)."""
-    if adapted is theta:
-        return 0.0
-    squares = sum(
-        ((adapted[name] - p).reshape(adapted[name].shape[0], -1) ** 2).sum(-1)
-        for name, p in theta.items()
-        if adapted[name].dim() > p.dim()  # adapted parameters are per-task stacks
-    )
-    return float(torch.as_tensor(squares).sqrt().mean())
-
-
 def meta_step(
     policy: nn.Module,
     params: Params,
@@ -197,14 +204,21 @@ def meta_step(
     settings: MetaStepSettings,
     rng: np.random.Generator,
 ) -> tuple[Params, MetaStepStats]:
-    """One TRPO step on the MAML objective; returns the new meta-parameters and statistics."""
+    """One TRPO step on the MAML objective; returns the new meta-parameters and statistics.
+
+    Every parameter but `settings.fixed_names` is a meta-parameter; the fixed ones are
+    returned as they are (the inner loop still adapts those of `adapted_names`).
+    """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
+    unknown = sorted(set(settings.fixed_names) - set(params))
+    if unknown:
+        raise ValueError(f"cannot fix unknown parameters {unknown}; parameters: {sorted(params)}")
     like = {name: p.detach() for name, p in params.items()}
-    theta_old = flatten(like)
 
     # Steps 1-2: theta'_i(theta) with the graph, pi_old fixed on the validation states.
     objective = MetaObjective.around(policy, like, data, settings)
+    theta_old = flatten(objective.meta_like)
     seconds["adaptation"] = time.perf_counter() - clock
     seconds["meta_gradient"] = 0.0
 
@@ -262,7 +276,7 @@ def meta_step(
         result = LineSearchResult(theta_old, False, 0, surrogate_before, 0.0)
     seconds["line_search"] = time.perf_counter() - clock
 
-    new_params = {name: p.detach().clone() for name, p in unflatten(result.theta, like).items()}
+    new_params = {name: p.detach().clone() for name, p in objective.params(result.theta).items()}
     stats = MetaStepStats(
         surrogate_before=surrogate_before,
         surrogate_after=result.loss,
@@ -274,30 +288,3 @@ def meta_step(
         seconds=seconds,
     )
     return new_params, stats
-
-
-def hessian_vector_product(
-    objective: MetaObjective, theta_old: torch.Tensor, settings: MetaStepSettings
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """v -> (H + damping I) v for the KL Hessian H at theta_old, by the configured method."""
-    if settings.hvp not in HVP_METHODS:
-        raise ValueError(f"hvp must be one of {HVP_METHODS}, got {settings.hvp!r}")
-    chunks = objective.chunks()
-    if settings.hvp == "exact":
-        theta = theta_old.clone().requires_grad_()
-        kl_gradients = [(w, part.kl_gradient_at(theta)) for w, part in chunks]
-
-        def product(vector: torch.Tensor) -> torch.Tensor:
-            return sum(w * exact_hvp(g, theta, vector) for w, g in kl_gradients)
-    else:
-        central = settings.hvp == "finite_difference_central"
-
-        def kl_gradient(theta: torch.Tensor) -> torch.Tensor:
-            return sum(w * part.kl_gradient(theta) for w, part in chunks)
-
-        def product(vector: torch.Tensor) -> torch.Tensor:
-            return finite_difference_hvp(
-                kl_gradient, theta_old, vector, settings.hvp_epsilon, central
-            )
-
-    return lambda vector: product(vector) + settings.cg_damping * vector

@@ -22,6 +22,7 @@ import torch
 from metarl.policies import Params
 
 Vector = torch.Tensor
+HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
 
 
 def flatten(tensors: Params | list[torch.Tensor]) -> Vector:
@@ -116,3 +117,34 @@ def line_search(
         if math.isfinite(loss) and math.isfinite(kl) and loss < loss_before and kl <= max_kl:
             return LineSearchResult(candidate, True, k + 1, loss, kl)
     return LineSearchResult(theta, False, max_steps, loss_before, 0.0)
+
+
+def hessian_vector_product(
+    objective, theta_old: Vector, settings
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> (H + damping I) v for the KL Hessian H at theta_old, by the configured method.
+
+    `objective` (a `metarl.maml_trpo.MetaObjective`) gives the KL gradient chunk by chunk;
+    `settings` (its `MetaStepSettings`) the method, epsilon and damping.
+    """
+    if settings.hvp not in HVP_METHODS:
+        raise ValueError(f"hvp must be one of {HVP_METHODS}, got {settings.hvp!r}")
+    chunks = objective.chunks()
+    if settings.hvp == "exact":
+        theta = theta_old.clone().requires_grad_()
+        kl_gradients = [(w, part.kl_gradient_at(theta)) for w, part in chunks]
+
+        def product(vector: torch.Tensor) -> torch.Tensor:
+            return sum(w * exact_hvp(g, theta, vector) for w, g in kl_gradients)
+    else:
+        central = settings.hvp == "finite_difference_central"
+
+        def kl_gradient(theta: torch.Tensor) -> torch.Tensor:
+            return sum(w * part.kl_gradient(theta) for w, part in chunks)
+
+        def product(vector: torch.Tensor) -> torch.Tensor:
+            return finite_difference_hvp(
+                kl_gradient, theta_old, vector, settings.hvp_epsilon, central
+            )
+
+    return lambda vector: product(vector) + settings.cg_damping * vector
