@@ -18,10 +18,11 @@ class Sampler(Protocol):
 
     `sample(params, tasks, iteration)` returns, for task i of `tasks` (task id i),
     the rollouts of theta = `params` and of each inner step's adapted parameters
-    (`MetaBatch.train`) and the validation rollouts (`MetaBatch.valid`), as numpy
-    arrays. Seeds derive from the settings' run seed, `iteration`, the task id and
-    the rollout index only. `progress(env_steps, rollouts)`, if given, is called with
-    what has been sampled so far as sampling goes on; it changes nothing sampled.
+    (`MetaBatch.train`) and the validation rollouts (`MetaBatch.valid`), as
+    `metarl.episodes.Rollouts` with their advantages computed. Seeds derive from the
+    settings' run seed, `iteration`, the task id and the rollout index only.
+    `progress(env_steps, rollouts)`, if given, is called with what has been sampled
+    so far as sampling goes on; it changes nothing sampled.
     """
 
     def sample(
