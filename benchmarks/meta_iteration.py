@@ -49,7 +49,7 @@ from update_measures import ablations, hvp_subsample_error, update_floor
 
 from metarl.config import TrainConfig
 from metarl.config_validation import config_from_dict
-from metarl.trainer import Training
+from metarl.meta_iteration import Training
 
 NAV = dict(env="metarl/Navigation2D-v0", meta_batch_size=20, rollouts_per_task=20)
 CHEETAH = dict(env="metarl/HalfCheetahVel-v0", meta_batch_size=40, rollouts_per_task=20)

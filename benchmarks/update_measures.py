@@ -18,8 +18,8 @@ from torch.utils.flop_counter import flop_registry
 
 from metarl.experiment import iteration_tasks
 from metarl.maml_trpo import MetaObjective, hessian_vector_product, meta_step
+from metarl.meta_iteration import Training
 from metarl.policies import policy_params
-from metarl.trainer import Training
 from metarl.trpo import conjugate_gradient, flatten
 
 

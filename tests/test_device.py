@@ -21,6 +21,7 @@ from metarl.cli import main
 from metarl.config_validation import ConfigError, config_from_dict
 from metarl.experiment import HVP_SUBSAMPLE_STREAM, iteration_tasks, stream_rng
 from metarl.maml_trpo import meta_step
+from metarl.meta_iteration import Training
 from metarl.metrics import read_rows
 from metarl.policies import policy_params
 from metarl.runtime import learner_device
@@ -38,7 +39,7 @@ from metarl.supervised.problems import (
 )
 from metarl.supervised.tasks import seeded_rng
 from metarl.supervised.trainer import train_supervised
-from metarl.trainer import Training, train
+from metarl.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SINUSOID = str(ROOT / "configs" / "sinusoid.yaml")

@@ -16,6 +16,7 @@ import torch
 from helpers import small_navigation_config
 
 import metarl
+import metarl.meta_iteration as meta_iteration_module
 import metarl.trainer as trainer_module
 from metarl.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from metarl.cli import main
@@ -36,7 +37,7 @@ def metrics(run_dir: Path) -> list[dict]:
 
 def interrupt_at(monkeypatch, iteration: int, error: BaseException):
     """Make the meta-step of `iteration` raise `error` (as Ctrl-C or a crash would)."""
-    real_meta_step = trainer_module.meta_step
+    real_meta_step = meta_iteration_module.meta_step
     calls = {"count": 0}
 
     def meta_step(*args, **kwargs):
@@ -45,7 +46,7 @@ def interrupt_at(monkeypatch, iteration: int, error: BaseException):
         calls["count"] += 1
         return real_meta_step(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "meta_step", meta_step)
+    monkeypatch.setattr(meta_iteration_module, "meta_step", meta_step)
 
 
 # ---- checkpoints and resume ----------------------------------------------------------

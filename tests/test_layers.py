@@ -89,3 +89,21 @@ def test_base_and_core_import_nothing_above_them(name):
     allowed = BASE | ({"metarl"} if name in BASE else CORE)  # base: metarl.__version__
     wrong = metarl_imports(path) - allowed
     assert not wrong, f"{name} imports {sorted(wrong)}"
+
+
+def test_only_the_cli_and_the_baseline_runs_import_the_training_loop():
+    """metarl.trainer (run directories, checkpoints, the loop) is the application's top:
+    the rest, benchmarks included, use metarl.meta_iteration or metarl.experiment."""
+    sources = [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "benchmarks").glob("*.py")]
+    importers = {
+        path.relative_to(PACKAGE.parent).as_posix()
+        for path in sources
+        if path.name != "trainer.py" and "metarl.trainer" in metarl_imports(path)
+    }
+    assert importers == {"metarl/cli.py", "metarl/comparisons.py"}
+
+
+def test_every_module_is_under_300_lines():
+    sources = [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "envs").glob("*.py")]
+    long = {p.name: n for p in sources if (n := len(p.read_text().splitlines())) > 300}
+    assert not long, f"modules over 300 lines: {long}"

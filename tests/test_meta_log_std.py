@@ -21,8 +21,9 @@ from metarl.checkpoints import load_checkpoint, save_checkpoint
 from metarl.comparisons import TRAINED_BY, baseline_config
 from metarl.config_validation import ConfigError
 from metarl.maml_trpo import MetaObjective, MetaStepSettings, meta_step
+from metarl.meta_iteration import Training
 from metarl.resuming import CHECKPOINT, resume_point
-from metarl.trainer import Training, train
+from metarl.trainer import train
 from metarl.trpo import conjugate_gradient, flatten
 
 FIXED = MetaStepSettings(inner_step_sizes=(0.5,), max_kl=0.05, fixed_names=("log_std",))
