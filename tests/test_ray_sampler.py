@@ -308,20 +308,26 @@ def test_ctrl_c_stops_training_and_the_ray_it_started(tmp_path):
     assert not left, f"Ray processes left after Ctrl-C: {left}"
 
 
+def start_long_ray_navigation_run(run_dir: Path, **output) -> subprocess.Popen:
+    """`metarl train` of a 500-iteration Navigation2D run on a local Ray, in its own session
+    (output: DEVNULL unless given)."""
+    command = [sys.executable, "-m", "metarl.cli", "train", str(ROOT / "configs/navigation.yaml")]
+    for override in ("sampler=ray", "iterations=500", "meta_batch_size=4", "horizon=20"):
+        command += ["--set", override]
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **output}
+    return subprocess.Popen(
+        [*command, "--run-dir", str(run_dir), "--no-progress"],
+        start_new_session=True,
+        text=True,
+        **streams,
+    )
+
+
 def test_a_lost_local_ray_stops_the_run_with_its_checkpoint_and_a_message(tmp_path):
     """The raylet of the local Ray dies: one message, exit 2, the last completed iteration
     saved (Ray would otherwise end the driver from C++ a few seconds later, silently)."""
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "metarl.cli", "train", str(ROOT / "configs/navigation.yaml")]
-    for override in ("sampler=ray", "iterations=500", "meta_batch_size=4", "horizon=20"):
-        command += ["--set", override]
-    run = subprocess.Popen(
-        [*command, "--run-dir", str(run_dir), "--no-progress"],
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_long_ray_navigation_run(run_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and run.poll() is None:
@@ -393,15 +399,7 @@ def test_a_killed_driver_leaves_no_ray_processes(tmp_path):
     """SIGKILL of `metarl train` with a local Ray: without the reaper, ray::DashboardAgent and
     ray::RuntimeEnvAgent lived on for 60 s (measured); now nothing is left within 10 s."""
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "metarl.cli", "train", str(ROOT / "configs/navigation.yaml")]
-    for override in ("sampler=ray", "iterations=500", "meta_batch_size=4", "horizon=20"):
-        command += ["--set", override]
-    run = subprocess.Popen(
-        [*command, "--run-dir", str(run_dir), "--no-progress"],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    run = start_long_ray_navigation_run(run_dir)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and run.poll() is None:
