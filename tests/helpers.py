@@ -1,9 +1,14 @@
-"""Small configs shared by the tests (pytest puts this folder on sys.path)."""
+"""Small configs and helpers shared by the tests (pytest puts this folder on sys.path)."""
 
 from __future__ import annotations
 
+import subprocess
+import time
+from pathlib import Path
+
 from metarl.config import TrainConfig
 from metarl.config_validation import config_from_dict
+from metarl.metrics import read_rows
 
 
 def small_navigation_config(**changes) -> TrainConfig:
@@ -21,3 +26,14 @@ def small_navigation_config(**changes) -> TrainConfig:
     )
     values.update(changes)
     return config_from_dict(TrainConfig, values)
+
+
+def wait_for_rows(run: subprocess.Popen, run_dir: Path, rows: int, timeout: float = 90) -> None:
+    """Until the run `run` (a `metarl train` process) has logged `rows` rows of metrics.csv."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.poll() is None:
+        metrics = run_dir / "metrics.csv"
+        if metrics.exists() and len(read_rows(metrics)[1]) >= rows:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {rows} rows within {timeout} s: {run.communicate()}")

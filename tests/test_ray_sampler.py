@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import ray
 from helpers import small_navigation_config as small_config
+from helpers import wait_for_rows
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_training import assert_meta_batches_equal, read_metrics, without_timings
 
@@ -279,11 +280,7 @@ def test_ctrl_c_stops_training_and_the_ray_it_started(tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and run.poll() is None:
-            if (run_dir / "metrics.csv").exists() and len(read_metrics(run_dir)) >= 2:
-                break
-            time.sleep(0.05)
+        wait_for_rows(run, run_dir, 2, timeout=90)
         ray_processes = process_tree(roots={run.pid}) - {run.pid}
         table = process_table()
         assert any("RolloutWorker" in command_line(table, p) for p in ray_processes), "no actors"
@@ -329,11 +326,7 @@ def test_a_lost_local_ray_stops_the_run_with_its_checkpoint_and_a_message(tmp_pa
     run_dir = tmp_path / "run"
     run = start_long_ray_navigation_run(run_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and run.poll() is None:
-            if (run_dir / "metrics.csv").exists() and len(read_metrics(run_dir)) >= 2:
-                break
-            time.sleep(0.05)
+        wait_for_rows(run, run_dir, 2, timeout=90)
         table = process_table()
         raylets = {
             p for p in process_tree(roots={run.pid}) if "raylet/raylet" in command_line(table, p)
@@ -401,11 +394,7 @@ def test_a_killed_driver_leaves_no_ray_processes(tmp_path):
     run_dir = tmp_path / "run"
     run = start_long_ray_navigation_run(run_dir)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and run.poll() is None:
-            if (run_dir / "metrics.csv").exists() and len(read_metrics(run_dir)) >= 2:
-                break
-            time.sleep(0.05)
+        wait_for_rows(run, run_dir, 2, timeout=120)
         ray_processes = process_tree(roots={run.pid}) - {run.pid}
         table = process_table()
         assert any("DashboardAgent" in command_line(table, p) for p in ray_processes)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import small_navigation_config
+from helpers import small_navigation_config, wait_for_rows
 
 from metarl.checkpoints import FORMAT_VERSION, MAGIC, CheckpointError, load_checkpoint
 from metarl.cli import main
@@ -111,16 +111,6 @@ def start_training(run_dir: Path, *overrides: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for_rows(run: subprocess.Popen, run_dir: Path, rows: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and run.poll() is None:
-        metrics = run_dir / "metrics.csv"
-        if metrics.exists() and len(read_rows(metrics)[1]) >= rows:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"no {rows} rows within {timeout} s: {run.communicate()}")
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,16 @@ import math
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import wait_for_rows
 
 import metarl.supervised.trainer as supervised_trainer
 from metarl.checkpoints import load_checkpoint
 from metarl.cli import main
 from metarl.config_validation import load_config
-from metarl.metrics import read_rows
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.problems import build_model, memory_estimate, parameter_count
 
@@ -115,12 +114,7 @@ def test_a_stop_writes_a_checkpoint_and_says_so(tmp_path, number, code, reason):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and run.poll() is None:
-            metrics = run_dir / "metrics.csv"
-            if metrics.exists() and len(read_rows(metrics)[1]) >= 20:
-                break
-            time.sleep(0.05)
+        wait_for_rows(run, run_dir, 20, timeout=120)
         run.send_signal(number)
         out, err = run.communicate(timeout=60)
     finally:
