@@ -62,7 +62,12 @@ class TrainConfig:
     inner_steps: int = field(default=1, metadata=at_least(1))
     inner_lr: float = field(default=0.1, metadata=at_least(0, strict=True))
     first_order: bool = False
-    hvp: str = field(default="finite_difference", metadata=choices(*HVP_METHODS))
+    # exact: double backward. The paper's finite differences of the KL gradient are wrong
+    # for MAML with ReLU policies: the inner gradient of a ReLU network jumps when a unit
+    # switches, so theta'(theta) is discontinuous and the difference quotient counts the
+    # jumps (README, "The Hessian-vector products"). They are right for tanh policies and
+    # for the baselines, which have no inner step (`hvp_warning`).
+    hvp: str = field(default="exact", metadata=choices(*HVP_METHODS))
     hvp_epsilon: float = field(default=1e-3, metadata=at_least(0, strict=True))
     hvp_subsample: float = field(default=1.0, metadata=fraction())
     max_kl: float = field(default=0.01, metadata=at_least(0, strict=True))
@@ -123,3 +128,16 @@ class TrainConfig:
             sizes = getattr(self, key)
             if not sizes or any(size <= 0 for size in sizes):
                 raise ConfigError(f"key {key!r}: step sizes must be > 0, got {sizes}")
+
+
+def hvp_warning(config: TrainConfig) -> str | None:
+    """Why `config`'s Hessian-vector products are unreliable, or None when they are sound."""
+    adapts = config.algorithm in ("maml", "context")
+    if adapts and config.hvp != "exact" and config.activation == "relu":
+        return (
+            f"hvp: {config.hvp} with activation: relu differentiates across the jumps of the "
+            "ReLU network's inner gradient: the Hessian-vector products are wrong and TRPO's "
+            "steps leave the trust region (README, 'The Hessian-vector products'); "
+            "use --set hvp=exact"
+        )
+    return None

@@ -10,7 +10,8 @@ policies, the step
         L(theta) = -mean_i mean_t [pi_theta'_i(theta)(a|s) / pi_old(a|s) * A]
      through the inner update;
   4. solves H x = g by conjugate gradient, H the Hessian of the mean
-     KL(pi_old || pi_theta'_i(theta)), its products by finite differences of the KL gradient;
+     KL(pi_old || pi_theta'_i(theta)), its products by double backward (or finite
+     differences of the KL gradient, the paper's choice; see metarl.trpo);
   5. scales the step to the trust region, beta = sqrt(2 max_kl / x'Hx), and backtracks until
      the surrogate improves with KL <= max_kl.
 
@@ -52,7 +53,7 @@ class MetaStepSettings:
     max_kl: float = 0.01
     cg_iters: int = 10
     cg_damping: float = 1e-5
-    hvp: str = "finite_difference"
+    hvp: str = "exact"  # finite differences are wrong for ReLU MAML (metarl.trpo)
     hvp_epsilon: float = 1e-3
     hvp_subsample: float = 1.0
     line_search_ratio: float = 0.8

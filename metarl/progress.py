@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from metarl.config import TrainConfig
+from metarl.config import TrainConfig, hvp_warning
 from metarl.experiment import algorithm_setup, horizon_of
 from metarl.resuming import TrainingState
 
@@ -67,6 +67,9 @@ def start_block(config: TrainConfig, run_dir: Path, state: TrainingState) -> str
         f"stopping:        Ctrl-C keeps a checkpoint; continue with metarl train --resume "
         f"{shlex.quote(str(run_dir))}",
     ]
+    warning = hvp_warning(config)
+    if warning is not None:
+        lines.append(f"warning:         {warning}")
     if state.iteration:
         lines.append(
             f"resuming:        at iteration {state.iteration} of {config.iterations}, "

@@ -1,9 +1,17 @@
 """TRPO's pieces: conjugate gradient, Hessian-vector products of the KL, and the line search.
 
 Parameters travel as flat vectors here (`flatten` / `unflatten`). The KL's
-Hessian-vector product is taken by finite differences of the KL gradient (the
-MAML paper's choice; exact products would need third derivatives through the
-inner update) or exactly by double backward, for checking.
+Hessian-vector product is taken exactly by double backward (the default: about
+twice the cost of one KL gradient per product), or by finite differences of the
+KL gradient (the MAML paper's choice, one gradient per product).
+
+Finite differences are exact in the limit only for a smooth KL. Through MAML's
+inner step theta' = theta - alpha grad L(theta), a ReLU policy makes theta'(theta)
+discontinuous: grad L jumps wherever a unit switches on or off for some sample,
+and a step of any size eps crosses about eps-proportionally many switches, so the
+quotient (grad KL(theta + eps v) - grad KL(theta)) / eps keeps an O(1) error that
+grows as eps shrinks. Double backward differentiates the smooth pieces, which is
+what predicts the KL of TRPO's step (README, "The Hessian-vector products").
 
 At theta_old the KL(pi_old || pi_theta) is at its minimum, so its gradient is
 exactly zero there and the one-sided difference
