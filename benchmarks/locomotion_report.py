@@ -9,7 +9,11 @@ the adaptation curves of the evaluation) is docs/GROUP.png.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+
+import numpy as np
+import scipy.stats
 
 from metarl.plotting import plot
 
@@ -53,6 +57,7 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
         cells = [f"{m:.1f} ± {h:.1f}" for m, h in zip(result["mean"], result["ci95"])]
         sizes = ", ".join(f"{s:g}" for s in result["step_sizes"]) or "–"
         lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + f" | {sizes} |")
+    paired = paired_table(document)
     paper = ", ".join(f"{paper_label(k)} {v}" for k, v in spec.get("paper", {}).items())
     runs = document["runs"]
     budget = []
@@ -74,11 +79,47 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
             "",
             *lines,
             "",
+            *paired,
             f"The paper (Figure 5, read off the plot, H = 200): {paper or 'no value read'}.",
             "",
             f"![{spec['title']}: learning and adaptation curves]({figure})",
         ]
     )
+
+
+def paired_differences(maml: list, other: list) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and 95% CI half-width of MAML minus a baseline, task by task, per step.
+
+    The methods are evaluated on the same held-out tasks, so the per-task differences
+    remove the spread between tasks that the per-method intervals carry.
+    """
+    differences = np.asarray(maml, dtype=float) - np.asarray(other, dtype=float)
+    count = differences.shape[0]
+    half = scipy.stats.t.ppf(0.975, count - 1) * differences.std(0, ddof=1) / math.sqrt(count)
+    return differences.mean(0), half
+
+
+def paired_table(document: dict) -> list[str]:
+    """Rows of MAML minus each adapted baseline, paired over the same tasks (or none)."""
+    methods = document["methods"]
+    maml = methods["maml"].get("per_task")
+    others = [m for m in ("pretrained", "random") if methods.get(m, {}).get("per_task")]
+    if not maml or not others:
+        return []
+    steps = len(methods["maml"]["mean"])
+    lines = [
+        "MAML minus each baseline, paired task by task (the same held-out tasks), mean ± 95% CI:",
+        "",
+        "| difference | "
+        + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps))
+        + " |",
+        "|---|" + "---|" * steps,
+    ]
+    for other in others:
+        mean, half = paired_differences(maml, methods[other]["per_task"])
+        cells = " | ".join(f"{m:+.1f} ± {h:.1f}" for m, h in zip(mean, half))
+        lines.append(f"| MAML − {other} | {cells} |")
+    return [*lines, ""]
 
 
 def paper_label(key: str) -> str:
