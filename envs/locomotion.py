@@ -53,8 +53,14 @@ class LocomotionMixin(TaskEnvMixin):
         One pass over the envs with their MjData arrays bound once (`_views`): this
         Python loop is the sampler's hot path around the physics.
         """
-        actions = np.clip(actions, self.action_space.low, self.action_space.high)
         count = len(envs)
+        if np.shape(actions) != (count, *self.action_space.shape):
+            raise ValueError(
+                f"{count} env(s) of {type(self).__name__} take actions of shape "
+                f"{(count, *self.action_space.shape)} (one env's step: "
+                f"{self.action_space.shape}), got {np.shape(actions)}"
+            )
+        actions = np.clip(actions, self.action_space.low, self.action_space.high)
         x_before = np.empty(count)
         qpos = np.empty((count, self.model.nq))
         qvel = np.empty((count, self.model.nv))
@@ -88,7 +94,13 @@ class LocomotionMixin(TaskEnvMixin):
         return np.concatenate([observations, features], axis=1)
 
     def step(self, action):
-        observations, rewards, terminated, info = self.step_batch([self], np.asarray(action)[None])
+        action = np.asarray(action)
+        if action.shape != self.action_space.shape:
+            raise ValueError(
+                f"{type(self).__name__}.step takes an action of shape "
+                f"{self.action_space.shape}, got {action.shape}"
+            )
+        observations, rewards, terminated, info = self.step_batch([self], action[None])
         info = {key: float(value[0]) for key, value in info.items()}
         return observations[0], float(rewards[0]), bool(terminated[0]), False, info
 

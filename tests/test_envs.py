@@ -2,6 +2,7 @@
 
 import math
 import pickle
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -257,6 +258,21 @@ def test_stepping_before_set_task_uses_documented_default(env_id):
     env.reset(seed=0)
     _, reward, _, _, _ = env.step(env.action_space.sample())
     assert np.isfinite(reward)
+
+
+@pytest.mark.parametrize("env_id", LOCOMOTION_IDS)
+def test_an_action_of_the_wrong_shape_is_a_clear_error_and_changes_nothing(env_id):
+    env = make(env_id).unwrapped
+    env.reset(seed=0)
+    before = env.data.qpos.copy()
+    size = env.action_space.shape[0]
+    for bad in (np.zeros((1, size)), np.zeros(size + 1)):
+        message = f"action of shape {(size,)}, got {bad.shape}"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            env.step(bad)
+    with pytest.raises(ValueError, match=rf"shape \(2, {size}\)"):
+        env.step_batch([env, env], np.zeros((2, size + 1)))
+    assert np.array_equal(env.data.qpos, before)
 
 
 def test_unknown_goal_kind_is_a_clear_error():
