@@ -9,12 +9,11 @@ the adaptation curves of the evaluation) is docs/GROUP.png.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 
+from metarl.evaluation import mean_and_ci95
 from metarl.plotting import plot
 
 
@@ -93,10 +92,7 @@ def paired_differences(maml: list, other: list) -> tuple[np.ndarray, np.ndarray]
     The methods are evaluated on the same held-out tasks, so the per-task differences
     remove the spread between tasks that the per-method intervals carry.
     """
-    differences = np.asarray(maml, dtype=float) - np.asarray(other, dtype=float)
-    count = differences.shape[0]
-    half = scipy.stats.t.ppf(0.975, count - 1) * differences.std(0, ddof=1) / math.sqrt(count)
-    return differences.mean(0), half
+    return mean_and_ci95(np.asarray(maml, dtype=float) - np.asarray(other, dtype=float))
 
 
 def paired_table(document: dict) -> list[str]:

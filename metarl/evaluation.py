@@ -68,13 +68,18 @@ class AdaptationCurve:
 
     def summary(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, half-width of the 95% confidence interval) over tasks, per step."""
-        returns = np.asarray(self.per_task)
-        count = returns.shape[0]
-        mean = returns.mean(0)
-        if count < 2:
-            return mean, np.full_like(mean, np.nan)
-        sem = returns.std(0, ddof=1) / math.sqrt(count)
-        return mean, scipy.stats.t.ppf(0.975, count - 1) * sem
+        return mean_and_ci95(self.per_task)
+
+
+def mean_and_ci95(per_task) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over tasks (axis 0) and the half-width of its 95% t-interval, per step."""
+    returns = np.asarray(per_task, dtype=float)
+    count = returns.shape[0]
+    mean = returns.mean(0)
+    if count < 2:
+        return mean, np.full_like(mean, np.nan)
+    sem = returns.std(0, ddof=1) / math.sqrt(count)
+    return mean, scipy.stats.t.ppf(0.975, count - 1) * sem
 
 
 def step_sizes_for(sizes: list[float], steps: int) -> list[float]:
