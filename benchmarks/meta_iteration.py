@@ -12,7 +12,9 @@ warm-up iteration):
   200 steps, 2x100 ReLU. The update's arithmetic floor: the floating-point operations of
   one update (matrix products of every forward and backward pass, second order included,
   counted with torch's flop formulas) divided by this process's float32 matmul rate
-  (a 2048 x 2048 product, same threads); reported as update time / floor. The sampler's
+  (a 2048 x 2048 product, same threads); reported as update time / floor, split by a
+  torch.profiler profile of the same update into the products' own time over the floor
+  and the update's time over the products' (everything else). The sampler's
   rate is reported against the raw physics rate (benchmarks/env_step_rate.py), one core.
 - ablations (nav-tanh64 data): one-sided vs central finite-difference vs exact Hessian-
   vector products; all tasks batched vs a Python loop over tasks for the meta-gradient.
@@ -173,6 +175,17 @@ def print_table(results: list[dict]) -> None:
                 f"arithmetic floor {r['update_floor_s']:.2f} s ({r['update_gflop']:.0f} GFLOP "
                 f"at {r['matmul_gflop_per_s']:.1f} GFLOP/s); update / sampling "
                 f"{r['update_s'] / r['sampling_s']:.2f}"
+            )
+        if "profile_matmul_share" in r:
+            top = ", ".join(
+                f"{o['op']} {o['self_s'] / r['profile_ops_self_s']:.0%}"
+                for o in r["profile_top_ops"]
+            )
+            print(
+                f"{label}: profile: matrix products {r['profile_matmul_share']:.0%} of the "
+                f"update's op time, at {r['products_gflop_per_s']:.1f} GFLOP/s "
+                f"({r['products_over_floor']:.2f} x the floor), the rest "
+                f"{r['update_over_products']:.2f} x on top; top ops: {top}"
             )
         if "sampler_to_raw_ratio" in r:
             print(

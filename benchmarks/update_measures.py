@@ -67,21 +67,64 @@ def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> flo
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
+MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm")
+
+
+def update_profile(run_update) -> dict:
+    """Where one update's CPU time goes, by torch.profiler: the matrix products' share.
+
+    Self times of every aten op (the profiler's own overhead included, so only shares are
+    reported); `matmul_self_s` is the time inside the matrix-product kernels.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        run_update()
+    ops = [e for e in profiler.key_averages() if e.key.startswith("aten::")]
+    total = sum(e.self_cpu_time_total for e in ops) / 1e6
+    matmul = sum(e.self_cpu_time_total for e in ops if e.key in MATMUL_OPS) / 1e6
+    top = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:6]
+    return {
+        "profile_ops_self_s": total,
+        "profile_matmul_self_s": matmul,
+        "profile_matmul_share": matmul / total,
+        "profile_top_ops": [
+            {"op": e.key, "self_s": e.self_cpu_time_total / 1e6, "calls": e.count} for e in top
+        ],
+    }
+
+
 def update_floor(training: Training, update_s: float) -> dict:
-    """The update's matmul FLOPs, the machine's matmul rate, and update time / floor."""
+    """The update's matmul FLOPs, the machine's matmul rate, and update time / floor.
+
+    The gap is split in two with a profile of the same update (same batch): the matrix
+    products' own time against the floor (how fast the products run: their shapes), and
+    the update's time against the products' (everything else: elementwise work, autograd).
+    """
     batch, like, _ = sampled_objective(training, iteration=1)
-    rng = np.random.default_rng(0)
+
+    def run_update():
+        meta_step(training.policy, like, batch, training.settings, np.random.default_rng(0))
+
     with MatmulFlops() as counter:
-        meta_step(training.policy, like, batch, training.settings, rng)
+        run_update()
     flops = counter.total
     rate = matmul_rate(training.device)
     floor_s = flops / rate
-    return {
+    result = {
         "update_gflop": flops / 1e9,
         "matmul_gflop_per_s": rate / 1e9,
         "update_floor_s": floor_s,
         "update_over_floor": update_s / floor_s,
     }
+    if training.device.type == "cpu":  # the profile reads CPU kernels' times
+        profile = update_profile(run_update)
+        share = profile["profile_matmul_share"]
+        result.update(profile)
+        result["products_gflop_per_s"] = flops / 1e9 / (share * update_s)
+        result["products_over_floor"] = share * update_s / floor_s
+        result["update_over_products"] = 1 / share
+    return result
 
 
 def hvp_subsample_error(training: Training, fraction: float, directions: int = 5) -> dict:
