@@ -33,7 +33,9 @@ def mean_episode_length(config: TrainConfig, episodes: int = 8, seed: int = 0) -
     lengths = []
     for _ in range(episodes):
         observation, _ = env.reset(seed=int(rng.integers(2**31)))
-        for step in range(1, 201):
+        length = 0
+        while length < 200:
+            length += 1
             noise = torch.from_numpy(rng.standard_normal(8).astype(np.float32))
             with torch.no_grad():
                 mean, log_std = policy(torch.as_tensor(observation, dtype=torch.float32))
@@ -41,7 +43,7 @@ def mean_episode_length(config: TrainConfig, episodes: int = 8, seed: int = 0) -
             observation, _, terminated, truncated, _ = env.step(np.clip(action, -1, 1))
             if terminated or truncated:
                 break
-        lengths.append(step)
+        lengths.append(length)
     return float(np.mean(lengths))
 
 
