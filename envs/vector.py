@@ -71,15 +71,17 @@ def reset_arguments(num_envs: int, seed, options) -> tuple[list[dict] | None, li
 class TaskVectorEnv(VectorEnv):
     """`num_envs` copies of a MuJoCo task env (from `make_env`), stepped as one batch.
 
-    The copies share nothing but the code: each has its own MjData and task.
-    A step is the env class's `step_batch` on the running copies: their physics
-    in turn, then observations and rewards for all of them at once.
+    The copies share one MjModel (built by the first; `make_env(physics_model=...)`
+    for the others), which MuJoCo only reads while stepping; each has its own MjData
+    and task. A step is the env class's `step_batch` on the running copies: their
+    physics in turn, then observations and rewards for all of them at once.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.DISABLED}
 
-    def __init__(self, make_env: Callable[[], gym.Env], num_envs: int, max_episode_steps: int):
-        self.envs = [make_env() for _ in range(num_envs)]
+    def __init__(self, make_env: Callable[..., gym.Env], num_envs: int, max_episode_steps: int):
+        first = make_env()
+        self.envs = [first] + [make_env(physics_model=first.model) for _ in range(num_envs - 1)]
         self.num_envs = num_envs
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
@@ -128,10 +130,14 @@ class TaskVectorEnv(VectorEnv):
 def half_cheetah_vector_env(num_envs: int, max_episode_steps: int, **kwargs) -> TaskVectorEnv:
     from metarl_envs.locomotion import HalfCheetahTaskEnv
 
-    return TaskVectorEnv(lambda: HalfCheetahTaskEnv(**kwargs), num_envs, max_episode_steps)
+    return TaskVectorEnv(
+        lambda **shared: HalfCheetahTaskEnv(**kwargs, **shared), num_envs, max_episode_steps
+    )
 
 
 def ant_vector_env(num_envs: int, max_episode_steps: int, **kwargs) -> TaskVectorEnv:
     from metarl_envs.locomotion import AntTaskEnv
 
-    return TaskVectorEnv(lambda: AntTaskEnv(**kwargs), num_envs, max_episode_steps)
+    return TaskVectorEnv(
+        lambda **shared: AntTaskEnv(**kwargs, **shared), num_envs, max_episode_steps
+    )

@@ -1,0 +1,45 @@
+"""The locomotion vector env: its copies share one MjModel, and stepping them as a batch
+gives bitwise the numbers of separate envs, each with its own model."""
+
+import gymnasium
+import numpy as np
+import pytest
+
+import metarl_envs  # noqa: F401  (registers the envs)
+from metarl.sampling.rollouts import make_vector_env
+
+LOCOMOTION = ["metarl/HalfCheetahVel-v0", "metarl/HalfCheetahDir-v0", "metarl/AntVel-v0"]
+
+
+@pytest.mark.parametrize("env_id", LOCOMOTION)
+def test_vector_copies_share_one_model_and_step_like_separate_envs(env_id):
+    count, steps = 5, 40
+    vector = make_vector_env(env_id, count, horizon=steps)
+    copies = vector.unwrapped.envs
+    assert all(env.model is copies[0].model for env in copies)
+    assert len({id(env.data) for env in copies}) == count
+    separate = [gymnasium.make(env_id).unwrapped for _ in range(count)]
+    assert all(env.model is not separate[0].model for env in separate[1:])
+
+    separate[0].reset(seed=3)
+    tasks = separate[0].sample_tasks(count)
+    seeds = [11 + i for i in range(count)]
+    observations, _ = vector.reset(seed=seeds, options={"tasks": tasks})
+    for env, task in zip(separate, tasks):
+        env.set_task(task)
+    expected = np.stack([env.reset(seed=s)[0] for env, s in zip(separate, seeds)])
+    np.testing.assert_array_equal(observations, expected)
+
+    rng = np.random.default_rng(0)
+    running = np.ones(count, dtype=bool)
+    for _ in range(steps):
+        actions = rng.uniform(-1.2, 1.2, (count, *separate[0].action_space.shape))
+        observations, rewards, terminated, _, info = vector.step(actions)
+        for i in np.flatnonzero(running):
+            obs, reward, done, _, terms = separate[i].step(actions[i])
+            np.testing.assert_array_equal(observations[i], obs)
+            assert rewards[i] == reward
+            assert info["reward_forward"][i] == terms["reward_forward"]
+            assert terminated[i] == done
+            running[i] = not done
+    vector.close()
