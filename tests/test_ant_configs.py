@@ -8,14 +8,12 @@ and AntVel's reward then favours ending episodes early; the configs use sigma 0.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
-import gymnasium
-import numpy as np
 import pytest
 import torch
 
-import metarl_envs  # noqa: F401  (registers the envs)
 from metarl.config import TrainConfig
 from metarl.config_validation import load_config
 from metarl.experiment import build_policy
@@ -23,28 +21,18 @@ from metarl.experiment import build_policy
 ROOT = Path(__file__).resolve().parents[1]
 ANT_CONFIGS = ["ant_dir.yaml", "ant_dir_small.yaml", "ant_vel.yaml", "ant_vel_small.yaml"]
 
+spec = importlib.util.spec_from_file_location(
+    "ant_terminations", ROOT / "benchmarks" / "ant_terminations.py"
+)
+ant_terminations = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ant_terminations)
+
 
 def mean_episode_length(config: TrainConfig, episodes: int = 8, seed: int = 0) -> float:
     """Mean length of the config's initial stochastic policy's episodes (horizon 200)."""
     torch.manual_seed(seed)
-    policy = build_policy(config)
-    rng = np.random.default_rng(seed)
-    env = gymnasium.make(config.env)
-    lengths = []
-    for _ in range(episodes):
-        observation, _ = env.reset(seed=int(rng.integers(2**31)))
-        length = 0
-        while length < 200:
-            length += 1
-            noise = torch.from_numpy(rng.standard_normal(8).astype(np.float32))
-            with torch.no_grad():
-                mean, log_std = policy(torch.as_tensor(observation, dtype=torch.float32))
-                action = (mean + log_std.exp() * noise).reshape(-1).numpy()
-            observation, _, terminated, truncated, _ = env.step(np.clip(action, -1, 1))
-            if terminated or truncated:
-                break
-        lengths.append(length)
-    return float(np.mean(lengths))
+    act = ant_terminations.policy_actions(build_policy(config))
+    return ant_terminations.episode_ends(config.env, act, episodes, seed)["mean_length"]
 
 
 @pytest.mark.parametrize("name", ANT_CONFIGS)
