@@ -4,6 +4,7 @@ finite checkpoint; Ctrl-C and SIGTERM write a checkpoint; Omniglot data found fr
 from __future__ import annotations
 
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -155,3 +156,31 @@ def test_the_memory_estimate_counts_the_parameters_build_model_makes(name, overr
     config = load_config(SupervisedConfig, ROOT / "configs" / f"{name}.yaml", overrides)
     assert parameter_count(config) == sum(p.numel() for p in build_model(config).parameters())
     assert memory_estimate(config) >= 4 * parameter_count(config) * config.meta_batch_size
+
+
+def test_a_stop_inside_a_step_finishes_that_iteration_and_checkpoints_it(
+    tmp_path, monkeypatch, capsys
+):
+    """SIGINT arriving in iteration 7's meta-step: the checkpoint is the uninterrupted run's
+    after 7 iterations, bitwise (the stop used to cut the step, and once left vmap's tensors
+    in the model, so that no checkpoint could be written)."""
+    clean = tmp_path / "clean"
+    assert main(train_args(clean, "iterations=7", "checkpoint_interval=1000000")) == 0
+    reference = load_checkpoint(clean / "checkpoint.pt")
+    real_step, calls = supervised_trainer.adam_meta_step, []
+
+    def step_interrupted_in_iteration_7(model, batch, config, optimizer):
+        calls.append(1)
+        if len(calls) == 7:
+            os.kill(os.getpid(), signal.SIGINT)  # handled at once, before the step runs
+        return real_step(model, batch, config, optimizer)
+
+    monkeypatch.setattr(supervised_trainer, "adam_meta_step", step_interrupted_in_iteration_7)
+    run_dir = tmp_path / "run"
+    assert main(train_args(run_dir, "iterations=1000", "checkpoint_interval=1000000")) == 130
+    assert len(calls) == 7
+    assert "interrupted (Ctrl-C); checkpoint written at iteration 7" in capsys.readouterr().out
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    assert checkpoint["iteration"] == 7
+    for name, value in reference["model_state"].items():
+        assert torch.equal(checkpoint["model_state"][name], value), name

@@ -32,6 +32,7 @@ from metarl.runtime import (
     keep_freed_memory,
     learner_device,
     set_torch_threads,
+    signals_deferred,
     stop_on_signals,
     to_cpu,
 )
@@ -214,58 +215,70 @@ def _train(
     try:
         with stop_on_signals():
             for iteration in progress:
-                rng = seeded_rng(config.seed, STREAMS["train"], iteration)
-                clock = time.perf_counter()
-                if multitask:
-                    stats = {"loss": multitask.step(rng, config.multitask_batch)}
-                else:
-                    batch = sampler.sample(
-                        "train", rng, config.meta_batch_size, config.shots, config.query
-                    ).on(device)
-                    step = adam_meta_step if config.meta_learned else all_points_step
-                    stats = step(model, batch, config, optimizer)
-                train_s += time.perf_counter() - clock
-                window.append(stats)
-                done = iteration + 1
-                validating = done % config.val_interval == 0 or done == config.iterations
-                if not (validating or done % config.log_interval == 0):
-                    continue
-                if multitask:
-                    _load(model, multitask.average())
-                row = {
-                    "iteration": done,
-                    "tasks": done * tasks_per_step,
-                    "wall_s": time.perf_counter() - start,
-                    "tasks_per_s": done * tasks_per_step / train_s,
-                    **{key: float(np.mean([s[key] for s in window])) for key in window[0]},
-                    **dict.fromkeys(_validation_columns(config), math.nan),
-                }
-                window = []
-                if validating:
-                    row.update(validate(model, val_batches, config))
-                    score = validation_score(config, row)
-                    if best_state is None or score > best_score:
-                        best_score, best_iteration = score, done
-                        best_state = to_cpu(model.state_dict())
-                        save("best.pt", done)
-                logger.log(row)
-                progress.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("val")})
-                if done % config.checkpoint_interval == 0 and done < config.iterations:
-                    save("checkpoint.pt", done)
-                    saved = done
-            final_state = to_cpu(model.state_dict())
-            for name, state, iteration in (
-                ("best.pt", best_state, best_iteration),
-                ("checkpoint.pt", final_state, config.iterations),
-            ):
-                model.load_state_dict(state)
-                save(name, iteration, *eval_step_size(model, val_batches, config))
+                # A stop waits for the iteration's end: torch.func.functional_call swaps
+                # tensors into the model while it runs, and Adam updates one tensor at a
+                # time, so a stop raised inside a step leaves a model that is neither this
+                # iteration's nor the last (seen: a Ctrl-C inside a vmapped forward left
+                # vmap's tensors in the model, and the checkpoint could not be written).
+                with signals_deferred():
+                    rng = seeded_rng(config.seed, STREAMS["train"], iteration)
+                    clock = time.perf_counter()
+                    if multitask:
+                        stats = {"loss": multitask.step(rng, config.multitask_batch)}
+                    else:
+                        batch = sampler.sample(
+                            "train", rng, config.meta_batch_size, config.shots, config.query
+                        ).on(device)
+                        step = adam_meta_step if config.meta_learned else all_points_step
+                        stats = step(model, batch, config, optimizer)
+                    train_s += time.perf_counter() - clock
+                    window.append(stats)
+                    done = iteration + 1
+                    validating = done % config.val_interval == 0 or done == config.iterations
+                    if not (validating or done % config.log_interval == 0):
+                        continue
+                    if multitask:
+                        _load(model, multitask.average())
+                    row = {
+                        "iteration": done,
+                        "tasks": done * tasks_per_step,
+                        "wall_s": time.perf_counter() - start,
+                        "tasks_per_s": done * tasks_per_step / train_s,
+                        **{key: float(np.mean([s[key] for s in window])) for key in window[0]},
+                        **dict.fromkeys(_validation_columns(config), math.nan),
+                    }
+                    window = []
+                    if validating:
+                        row.update(validate(model, val_batches, config))
+                        score = validation_score(config, row)
+                        if best_state is None or score > best_score:
+                            best_score, best_iteration = score, done
+                            best_state = to_cpu(model.state_dict())
+                            save("best.pt", done)
+                    logger.log(row)
+                    shown = {k: f"{v:.3g}" for k, v in row.items() if k.startswith("val")}
+                    progress.set_postfix(shown)
+                    if done % config.checkpoint_interval == 0 and done < config.iterations:
+                        save("checkpoint.pt", done)
+                        saved = done
+            with signals_deferred():  # the final writes are not cut short either
+                final_state = to_cpu(model.state_dict())
+                for name, state, iteration in (
+                    ("best.pt", best_state, best_iteration),
+                    ("checkpoint.pt", final_state, config.iterations),
+                ):
+                    model.load_state_dict(state)
+                    save(name, iteration, *eval_step_size(model, val_batches, config))
+                saved = config.iterations
     except (KeyboardInterrupt, NonFiniteError) as stop:  # keep the last finite parameters
         with stop_on_signals(already_stopping=True):  # more Ctrl-Cs cannot cut this short
             progress.close()
-            if final_state is not None:  # stopped while tuning or saving at the end
+            finished = saved == config.iterations  # a stop that came during the final writes
+            if not finished and final_state is not None:  # failed while tuning or saving
                 model.load_state_dict(final_state)
-            if all_finite(multitask.stack.values() if multitask else model.parameters()):
+            if not finished and all_finite(
+                multitask.stack.values() if multitask else model.parameters()
+            ):
                 if multitask:
                     _load(model, multitask.average())
                 save("checkpoint.pt", done)
