@@ -6,6 +6,8 @@ measurement takes seconds), measured alternately in the same run, `--repeats`
 rounds; rates are medians over rounds, ratios medians of the ratios within a round:
 
 - local: the LocalSampler in this process;
+- local, 2 threads: the same with `physics_threads: 2` (MuJoCo envs): the copies'
+  physics over 2 threads of this process, the policy and the rest in one;
 - ray-1 / ray-2: the RaySampler with 1 and 2 actors (one local Ray; both pools
   exist side by side, so Ray is started with 5 logical CPUs for the 5 actors of
   all pools; only one pool samples at a time);
@@ -49,6 +51,7 @@ import ray
 import torch
 from env_step_rate import env_rate, raw_rate
 
+import metarl_envs
 from metarl.config import TrainConfig
 from metarl.config_validation import config_from_dict
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
@@ -72,6 +75,9 @@ RATIOS = [
     ("ray-1", "local"),
     ("ray-2", "local"),
     ("local", "raw-1"),
+    ("local, 2 threads", "raw-2"),
+    ("local, 2 threads", "local"),
+    ("local, 2 threads", "ray-2"),
     ("env-1", "raw-1"),
     ("ray-2, 2 threads", "ray-2"),
 ]
@@ -129,6 +135,8 @@ def bench_env(name: str, values: dict, args, pool) -> dict:
             settings, policy, RayOptions(num_workers=2, actor_threads=2)
         ),
     }
+    if config.env in metarl_envs.PHYSICS_THREADS_ENV_IDS:
+        pools["local, 2 threads"] = lambda: LocalSampler(settings, policy, config.num_envs, 2)
     samplers, start_s = {}, {}
     for key, make in pools.items():  # one after the other: each start is timed alone
         clock = time.perf_counter()

@@ -31,6 +31,8 @@ _SPECS = {
 }
 # the paper's task distributions (each has an oracle variant and a reward made of info terms)
 ENV_IDS = tuple(_SPECS)
+# the envs whose vector env can step its copies over threads (`physics_threads`)
+PHYSICS_THREADS_ENV_IDS = tuple(i for i, spec in _SPECS.items() if spec[0] in (_CHEETAH, _ANT))
 
 # Meta-World (the `metaworld` extra, imported only when such an env is made): ML1 of each
 # v3 environment, and ML10. The "-v3" is Meta-World's env version.

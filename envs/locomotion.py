@@ -18,7 +18,7 @@ costed, so a Gaussian policy's raw samples can be passed in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mujoco
 import numpy as np
@@ -26,6 +26,7 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from metarl_envs.models import compile_model
+from metarl_envs.physics_threads import PhysicsThreads
 from metarl_envs.tasks import GoalDirection, GoalVelocity, TaskEnvMixin, TaskFamily
 
 CHEETAH_TASKS: dict[str, TaskFamily] = {
@@ -47,11 +48,17 @@ def _task_family(families: dict[str, TaskFamily], goal: str) -> TaskFamily:
 class LocomotionMixin(TaskEnvMixin):
     """The batched step shared by the cheetah and the ant; subclasses add their terms."""
 
-    def _advance(self, envs: Sequence, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+    # called on (model, data) right after each env's physics step, in the physics threads
+    _after_physics: Callable[[mujoco.MjModel, mujoco.MjData], None] | None = None
+
+    def _advance(
+        self, envs: Sequence, actions: np.ndarray, threads: PhysicsThreads | None = None
+    ) -> tuple[np.ndarray, ...]:
         """Clip, apply and simulate `actions` [N, nu]; (clipped actions, qpos, qvel, x velocity).
 
         One pass over the envs with their MjData arrays bound once (`_views`): this
-        Python loop is the sampler's hot path around the physics.
+        Python loop is the sampler's hot path around the physics. With `threads`,
+        contiguous parts of the envs go to the threads (the same numbers, bitwise).
         """
         count = len(envs)
         if np.shape(actions) != (count, *self.action_space.shape):
@@ -64,14 +71,23 @@ class LocomotionMixin(TaskEnvMixin):
         x_before = np.empty(count)
         qpos = np.empty((count, self.model.nq))
         qvel = np.empty((count, self.model.nv))
-        step = mujoco.mj_step
-        for i, env in enumerate(envs):
-            model, data, ctrl, position, velocity, frames = env._views()
-            x_before[i] = position[0]
-            ctrl[:] = actions[i]
-            step(model, data, frames)
-            qpos[i] = position
-            qvel[i] = velocity
+        step, after = mujoco.mj_step, self._after_physics
+
+        def advance(start: int, stop: int) -> None:
+            for i in range(start, stop):
+                model, data, ctrl, position, velocity, frames = envs[i]._views()
+                x_before[i] = position[0]
+                ctrl[:] = actions[i]
+                step(model, data, frames)
+                if after is not None:
+                    after(model, data)
+                qpos[i] = position
+                qvel[i] = velocity
+
+        if threads is None:
+            advance(0, count)
+        else:
+            threads.run(advance, count)
         return actions, qpos, qvel, (qpos[:, 0] - x_before) / self.dt
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
@@ -158,12 +174,15 @@ class HalfCheetahTaskEnv(LocomotionMixin, HalfCheetahEnv):
         skip = 1 if self._exclude_current_positions_from_observation else 0
         return self._task_features(envs, np.concatenate([qpos[:, skip:], qvel], axis=1))
 
-    def step_batch(self, envs: Sequence, actions: np.ndarray):
-        """Step the cheetahs `envs` (self among them or not) with `actions` [N, 6] at once.
+    def step_batch(
+        self, envs: Sequence, actions: np.ndarray, threads: PhysicsThreads | None = None
+    ):
+        """Step the cheetahs `envs` (self among them or not) with `actions` [N, 6] at once,
+        their physics over `threads` if given.
 
         Returns (observations [N, obs], rewards [N], terminated [N], info of [N] arrays).
         """
-        actions, qpos, qvel, x_velocity = self._advance(envs, actions)
+        actions, qpos, qvel, x_velocity = self._advance(envs, actions, threads)
         info = {
             "x_position": qpos[:, 0],
             "x_velocity": x_velocity,
@@ -203,10 +222,14 @@ class AntTaskEnv(LocomotionMixin, AntEnv):
         )
         self.observation_space = self._init_task_api(self.observation_space)
 
-    def _contact_forces(self, envs: Sequence) -> np.ndarray:
-        """Clipped external contact forces [N, bodies, 6] (mj_rnePostConstraint computes them)."""
-        for env in envs:
-            mujoco.mj_rnePostConstraint(env.model, env.data)
+    # cfrc_ext: mj_rnePostConstraint computes the contact forces after each physics step
+    _after_physics = staticmethod(mujoco.mj_rnePostConstraint)
+
+    def _contact_forces(self, envs: Sequence, computed: bool = False) -> np.ndarray:
+        """Clipped external contact forces [N, bodies, 6] (`computed`: already, by `_advance`)."""
+        if not computed:
+            for env in envs:
+                mujoco.mj_rnePostConstraint(env.model, env.data)
         low, high = self._contact_force_range
         return np.clip(np.stack([env.data.cfrc_ext for env in envs]), low, high)
 
@@ -220,10 +243,12 @@ class AntTaskEnv(LocomotionMixin, AntEnv):
             parts.append(contact[:, 1:].reshape(len(envs), -1))
         return self._task_features(envs, np.concatenate(parts, axis=1))
 
-    def step_batch(self, envs: Sequence, actions: np.ndarray):
+    def step_batch(
+        self, envs: Sequence, actions: np.ndarray, threads: PhysicsThreads | None = None
+    ):
         """Step the ants `envs` with `actions` [N, 8] at once (see HalfCheetahTaskEnv)."""
-        actions, qpos, qvel, x_velocity = self._advance(envs, actions)
-        contact = self._contact_forces(envs)
+        actions, qpos, qvel, x_velocity = self._advance(envs, actions, threads)
+        contact = self._contact_forces(envs, computed=True)
         low, high = self._healthy_z_range
         finite = np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
         healthy = finite & (low <= qpos[:, 2]) & (qpos[:, 2] <= high)

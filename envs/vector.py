@@ -25,6 +25,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from metarl_envs.physics_threads import PhysicsThreads
+
 
 class EpisodeTracker:
     """Which copies are running, and for how many steps; shared by the vector envs."""
@@ -74,12 +76,20 @@ class TaskVectorEnv(VectorEnv):
     The copies share one MjModel (built by the first; `make_env(physics_model=...)`
     for the others), which MuJoCo only reads while stepping; each has its own MjData
     and task. A step is the env class's `step_batch` on the running copies: their
-    physics in turn, then observations and rewards for all of them at once.
+    physics in turn (or side by side over `physics_threads` threads, with the same
+    numbers), then observations and rewards for all of them at once.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.DISABLED}
 
-    def __init__(self, make_env: Callable[..., gym.Env], num_envs: int, max_episode_steps: int):
+    def __init__(
+        self,
+        make_env: Callable[..., gym.Env],
+        num_envs: int,
+        max_episode_steps: int,
+        physics_threads: int = 1,
+    ):
+        self.threads = PhysicsThreads(physics_threads)
         first = make_env()
         self.envs = [first] + [make_env(physics_model=first.model) for _ in range(num_envs - 1)]
         self.num_envs = num_envs
@@ -109,7 +119,7 @@ class TaskVectorEnv(VectorEnv):
         if len(running):
             envs = [self.envs[i] for i in running]
             observations, stepped_rewards, stepped_terminated, terms = envs[0].step_batch(
-                envs, np.asarray(actions)[running]
+                envs, np.asarray(actions)[running], self.threads
             )
             self._observations[running] = observations
             rewards[running] = stepped_rewards
@@ -123,21 +133,32 @@ class TaskVectorEnv(VectorEnv):
         return self._observations.copy(), rewards, t.terminated.copy(), t.truncated.copy(), info
 
     def close_extras(self, **kwargs):
+        self.threads.close()
         for env in self.envs:
             env.close()
 
 
-def half_cheetah_vector_env(num_envs: int, max_episode_steps: int, **kwargs) -> TaskVectorEnv:
+def half_cheetah_vector_env(
+    num_envs: int, max_episode_steps: int, physics_threads: int = 1, **kwargs
+) -> TaskVectorEnv:
     from metarl_envs.locomotion import HalfCheetahTaskEnv
 
     return TaskVectorEnv(
-        lambda **shared: HalfCheetahTaskEnv(**kwargs, **shared), num_envs, max_episode_steps
+        lambda **shared: HalfCheetahTaskEnv(**kwargs, **shared),
+        num_envs,
+        max_episode_steps,
+        physics_threads,
     )
 
 
-def ant_vector_env(num_envs: int, max_episode_steps: int, **kwargs) -> TaskVectorEnv:
+def ant_vector_env(
+    num_envs: int, max_episode_steps: int, physics_threads: int = 1, **kwargs
+) -> TaskVectorEnv:
     from metarl_envs.locomotion import AntTaskEnv
 
     return TaskVectorEnv(
-        lambda **shared: AntTaskEnv(**kwargs, **shared), num_envs, max_episode_steps
+        lambda **shared: AntTaskEnv(**kwargs, **shared),
+        num_envs,
+        max_episode_steps,
+        physics_threads,
     )

@@ -89,6 +89,9 @@ class TrainConfig:
     meta_log_std: str = field(default="learned", metadata=choices(*META_LOG_STD))
     sampler: str = field(default="local", metadata=run_setting(**choices("local", "ray")))
     num_envs: int = field(default=400, metadata=run_setting(**within(1, MAX_ENVS)))  # at once
+    # sampler: local, HalfCheetah and Ant: threads that step the env copies' physics side by
+    # side (the same rollouts, bitwise; README, "Sampling on one machine")
+    physics_threads: int = field(default=1, metadata=run_setting(**within(1, MAX_THREADS)))
     # sampler: ray (see README, Ray sampler); num_workers 0: one per CPU
     num_workers: int = field(default=0, metadata=run_setting(**within(0, MAX_WORKERS)))
     envs_per_worker: int = field(default=200, metadata=run_setting(**within(1, MAX_ENVS)))
@@ -119,6 +122,16 @@ class TrainConfig:
             raise ConfigError(f"key 'env': {self.env} cannot be made here. {problem}")
         if not self.hidden_sizes or any(size < 1 for size in self.hidden_sizes):
             raise ConfigError(f"key 'hidden_sizes': sizes must be >= 1, got {self.hidden_sizes}")
+        if self.physics_threads > 1 and self.env not in metarl_envs.PHYSICS_THREADS_ENV_IDS:
+            raise ConfigError(
+                f"key 'physics_threads': {self.env} steps its copies in one thread; threaded "
+                f"physics is for {', '.join(metarl_envs.PHYSICS_THREADS_ENV_IDS)}"
+            )
+        if self.physics_threads > 1 and self.sampler == "ray":
+            raise ConfigError(
+                "key 'physics_threads' is for sampler: local; the Ray sampler runs one actor "
+                "per CPU (num_workers)"
+            )
         if self.ray_address is not None and self.sampler != "ray":
             raise ConfigError(
                 f"key 'ray_address' (or --ray-address) is for sampler: ray, not {self.sampler!r}"

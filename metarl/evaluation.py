@@ -113,7 +113,9 @@ def adaptation_outcomes(
     """Mean returns and success rates (None: the env has none), [tasks, K + 1] each."""
     settings = sampler_settings(config, EVALUATION_STREAM, tuple(step_sizes), rollouts, seed)
     envs = num_envs or max(rollouts, (config.num_envs // rollouts) * rollouts)
-    vector_env = make_vector_env(config.env, envs, settings.horizon, settings.env_kwargs)
+    vector_env = make_vector_env(
+        config.env, envs, settings.horizon, settings.env_kwargs, config.physics_threads
+    )
     try:
         batch = sample_meta_batch(
             vector_env, policy, policy_params(policy), tasks, np.arange(len(tasks)), 0, settings

@@ -170,7 +170,7 @@ def make_sampler(
             dashboard=config.ray_dashboard,
         )
         return RaySampler(sampler_settings(config), policy, options)
-    return LocalSampler(sampler_settings(config), policy, config.num_envs)
+    return LocalSampler(sampler_settings(config), policy, config.num_envs, config.physics_threads)
 
 
 def sample_tasks(env_id: str, count: int, seed: int, split: str = "train") -> list[dict]:

@@ -46,18 +46,20 @@ def assert_meta_batches_equal(a: MetaBatch, b: MetaBatch) -> None:
 
 
 @pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/HalfCheetahVel-v0"])
-def test_local_sampler_result_does_not_depend_on_envs_stepped_at_once(env_id):
+def test_local_sampler_result_does_not_depend_on_envs_or_threads_stepped_at_once(env_id):
     config = small_config(env=env_id, inner_steps=2, horizon=15, rollouts_per_task=3)
     policy = build_policy(config)
     params = policy_params(policy)
     tasks = iteration_tasks(config, iteration=0)
     batches = []
-    for num_envs in (3, 6, 12):  # one task per wave, two per wave, the whole meta-batch
-        sampler = LocalSampler(sampler_settings(config), policy, num_envs)
+    # one task per wave, two per wave, the whole meta-batch; and its physics over 2 threads
+    shapes = [(3, 1), (6, 1), (12, 1)] + [(12, 2)] * ("Cheetah" in env_id)
+    for num_envs, threads in shapes:
+        sampler = LocalSampler(sampler_settings(config), policy, num_envs, threads)
         batches.append(sampler.sample(params, tasks, iteration=0))
         sampler.close()
-    assert_meta_batches_equal(batches[0], batches[1])
-    assert_meta_batches_equal(batches[0], batches[2])
+    for batch in batches[1:]:
+        assert_meta_batches_equal(batches[0], batch)
     # the inner steps changed the policy: post-adaptation rollouts differ from theta's
     assert not torch.equal(batches[0].train[0].actions, batches[0].valid.actions)
 
@@ -201,6 +203,12 @@ def test_config_files_exist_for_every_paper_experiment():
         (["learning_rate=0.1"], "unknown key(s) ['learning_rate']"),
         (["iterations"], "expected key=value"),
         (["max_kl=.nan"], "'max_kl': expected a finite number"),
+        (["physics_threads=0"], "'physics_threads' must be in [1, 1,024], got 0"),
+        (
+            ["env=metarl/Navigation2D-v0", "sampler=local", "physics_threads=2"],
+            "'physics_threads': metarl/Navigation2D-v0 steps its copies in one thread",
+        ),
+        (["sampler=ray", "physics_threads=2"], "'physics_threads' is for sampler: local"),
     ],
 )
 def test_bad_config_values_name_the_key(overrides, message):

@@ -1,5 +1,6 @@
-"""The locomotion vector env: its copies share one MjModel, and stepping them as a batch
-gives bitwise the numbers of separate envs, each with its own model."""
+"""The locomotion vector env: its copies share one MjModel, and stepping them as a batch,
+in one thread or over several, gives bitwise the numbers of separate envs, each with its
+own model."""
 
 import gymnasium
 import numpy as np
@@ -7,15 +8,18 @@ import pytest
 
 import metarl_envs  # noqa: F401  (registers the envs)
 from metarl.sampling.rollouts import make_vector_env
+from metarl_envs.physics_threads import PhysicsThreads
 
 LOCOMOTION = ["metarl/HalfCheetahVel-v0", "metarl/HalfCheetahDir-v0", "metarl/AntVel-v0"]
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("env_id", LOCOMOTION)
-def test_vector_copies_share_one_model_and_step_like_separate_envs(env_id):
-    count, steps = 5, 40
-    vector = make_vector_env(env_id, count, horizon=steps)
+def test_vector_copies_share_one_model_and_step_like_separate_envs(env_id, threads):
+    count, steps = 5, 40  # 3 threads: parts of 1, 2 and 2 copies
+    vector = make_vector_env(env_id, count, horizon=steps, physics_threads=threads)
     copies = vector.unwrapped.envs
+    assert vector.unwrapped.threads.count == threads
     assert all(env.model is copies[0].model for env in copies)
     assert len({id(env.data) for env in copies}) == count
     separate = [gymnasium.make(env_id).unwrapped for _ in range(count)]
@@ -42,4 +46,25 @@ def test_vector_copies_share_one_model_and_step_like_separate_envs(env_id):
             assert info["reward_forward"][i] == terms["reward_forward"]
             assert terminated[i] == done
             running[i] = not done
+    if env_id.startswith("metarl/Ant"):
+        assert not running.all()  # the comparison covered terminations
     vector.close()
+
+
+def test_physics_threads_are_refused_where_there_is_no_threaded_physics():
+    with pytest.raises(ValueError, match="Navigation2D-v0 steps its copies in one thread"):
+        make_vector_env("metarl/Navigation2D-v0", 2, horizon=10, physics_threads=2)
+    with pytest.raises(ValueError, match="physics_threads must be an integer >= 1, got 0"):
+        make_vector_env("metarl/AntDir-v0", 2, horizon=10, physics_threads=0)
+
+
+def test_an_error_in_a_physics_thread_is_raised_in_the_caller():
+    threads = PhysicsThreads(2)
+
+    def step_range(start, stop):
+        if start > 0:
+            raise RuntimeError(f"part {start}..{stop} failed")
+
+    with pytest.raises(RuntimeError, match="part 2..4 failed"):
+        threads.run(step_range, 4)
+    threads.close()

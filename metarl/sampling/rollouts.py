@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import metarl_envs
 from metarl.episodes import Rollouts
 from metarl.params import NonFiniteError
 from metarl.policies import ACTIVATIONS, Params
@@ -135,14 +136,30 @@ def _task_stack(policy: nn.Module, params: Params, name: str, tasks: range) -> t
     return value.unsqueeze(0).expand(len(tasks), *value.shape)
 
 
-def make_vector_env(env_id: str, num_envs: int, horizon: int, env_kwargs: dict | None = None):
-    """`num_envs` copies of `env_id` (see metarl_envs.vector) whose episodes end at `horizon`."""
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    horizon: int,
+    env_kwargs: dict | None = None,
+    physics_threads: int = 1,
+):
+    """`num_envs` copies of `env_id` (see metarl_envs.vector) whose episodes end at `horizon`,
+    their physics stepped over `physics_threads` threads (HalfCheetah and Ant)."""
+    threads = {}
+    if physics_threads != 1:
+        if env_id not in metarl_envs.PHYSICS_THREADS_ENV_IDS:
+            raise ValueError(
+                f"physics_threads is for {', '.join(metarl_envs.PHYSICS_THREADS_ENV_IDS)}; "
+                f"{env_id} steps its copies in one thread"
+            )
+        threads = {"physics_threads": physics_threads}
     return gym.make_vec(
         env_id,
         num_envs=num_envs,
         vectorization_mode="vector_entry_point",
         max_episode_steps=horizon,
         **(env_kwargs or {}),
+        **threads,
     )
 
 
