@@ -135,6 +135,20 @@ class StopRequested(KeyboardInterrupt):
 class _Deferral:
     depth = 0  # signals_deferred() sections the main thread is in
     pending: int | None = None  # the stop signal that arrived inside one
+    requested: int | None = None  # the stop signal stop_on_signals' handler took, raised or not
+
+
+def raise_lost_stop() -> None:
+    """Raise the stop a signal asked for if its `StopRequested` never reached the job.
+
+    The handler raises where the main thread happens to be. Code that ignores
+    exceptions can swallow it there: a `__del__` method or a finalizer run by the
+    garbage collector (Python prints "Exception ignored in ..." and goes on). The
+    job would then run on, and further signals only say "already stopping". Long
+    jobs call this at their safe points (each iteration, each sampling wave).
+    """
+    if _Deferral.requested is not None and _Deferral.depth == 0:
+        raise StopRequested(_Deferral.requested)
 
 
 @contextmanager
@@ -181,14 +195,17 @@ def stop_on_signals(already_stopping: bool = False) -> Iterator[None]:
             )
             return
         stopping = True
+        _Deferral.requested = signal_number
         if _Deferral.depth:  # inside signals_deferred(): raised when that section ends
             _Deferral.pending = signal_number
             return
         raise StopRequested(signal_number)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    requested, _Deferral.requested = _Deferral.requested, None  # cleanup: nothing to re-raise
     try:
         yield
     finally:
+        _Deferral.requested = requested
         for number, old in previous.items():
             signal.signal(number, old)

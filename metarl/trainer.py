@@ -31,7 +31,7 @@ from metarl.policies import GaussianMLPPolicy, Params
 from metarl.progress import TrainingProgress, sampler_ready, start_block
 from metarl.resuming import BEST, CHECKPOINT, TrainingState, checkpoint_payload, resume_point
 from metarl.run_dir import RunDirLock, existing_run_dir, new_run_dir, write_text_file
-from metarl.runtime import stop_on_signals
+from metarl.runtime import raise_lost_stop, stop_on_signals
 
 
 def train(config: TrainConfig, run_dir: Path, show_progress: bool = True) -> Path:
@@ -102,6 +102,7 @@ def run_training(
     try:
         with stop_on_signals():
             for iteration in range(state.iteration, config.iterations):
+                raise_lost_stop()  # a stop whose exception something swallowed stops here
                 state = committed.state
                 progress.start_iteration(iteration)
                 new_params, row = training.run_iteration(iteration, state.env_steps, progress)

@@ -20,6 +20,7 @@ from helpers import small_navigation_config, wait_for_rows
 
 from metarl.checkpoints import FORMAT_VERSION, MAGIC, CheckpointError, load_checkpoint
 from metarl.cli import main
+from metarl.meta_iteration import Training
 from metarl.metrics import read_rows
 from metarl.run_dir import RunDirLock
 from metarl.runtime import StopRequested, signals_deferred, stop_on_signals
@@ -150,6 +151,33 @@ def test_every_stop_writes_the_last_completed_iteration_and_says_so(
     # the last row may be logged before its iteration was committed: it is redone on resume
     assert done >= 1 and len(rows) in (done, done + 1)
     assert main(["train", "--resume", str(run_dir), "--set", f"iterations={done + 1}"]) == 0
+
+
+def test_a_stop_whose_exception_is_swallowed_still_stops_at_the_next_iteration(
+    tmp_path, monkeypatch, capsys
+):
+    """The handler raises wherever the main thread is; code that ignores exceptions there
+    (a __del__ run by the garbage collector) swallows the stop. The run used to go on to
+    its last iteration, later signals only saying "already stopping"."""
+    real_iteration, calls = Training.run_iteration, []
+
+    def iteration_that_swallows_a_stop(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.01)  # the handler raises here
+            except StopRequested:
+                pass  # as "Exception ignored in: <function ...__del__>"
+        return real_iteration(self, *args, **kwargs)
+
+    monkeypatch.setattr(Training, "run_iteration", iteration_that_swallows_a_stop)
+    config = small_navigation_config(iterations=50)
+    with pytest.raises(StopRequested):
+        train(config, tmp_path / "run", show_progress=False)
+    assert len(calls) == 3  # the third iteration ran to its end, and the run stopped
+    assert "stopped by SIGTERM; checkpoint written at iteration 3" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state"]["iteration"] == 3
 
 
 # ---- bad inputs: one message, exit 2, nothing lost or left behind --------------------------

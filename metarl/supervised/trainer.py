@@ -31,6 +31,7 @@ from metarl.runtime import (
     check_fits_in_memory,
     keep_freed_memory,
     learner_device,
+    raise_lost_stop,
     set_torch_threads,
     signals_deferred,
     stop_on_signals,
@@ -215,6 +216,7 @@ def _train(
     try:
         with stop_on_signals():
             for iteration in progress:
+                raise_lost_stop()  # a stop whose exception something swallowed stops here
                 # A stop waits for the iteration's end: torch.func.functional_call swaps
                 # tensors into the model while it runs, and Adam updates one tensor at a
                 # time, so a stop raised inside a step leaves a model that is neither this
