@@ -94,11 +94,11 @@ def run_eval(args: argparse.Namespace) -> int:
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
 
-        if args.baselines or args.rollouts is not None:
+        if args.baselines or args.rollouts is not None or args.physics_threads is not None:
             raise ConfigError(
-                "--baselines and --rollouts apply to RL checkpoints; a supervised baseline "
-                "is its own run (algorithm: pretrain, oracle, multitask, context): eval its "
-                "checkpoint"
+                "--baselines, --rollouts and --physics-threads apply to RL checkpoints; a "
+                "supervised baseline is its own run (algorithm: pretrain, oracle, multitask, "
+                "context): eval its checkpoint"
             )
 
         evaluate_checkpoint(path, checkpoint, args)
@@ -114,11 +114,12 @@ def run_eval(args: argparse.Namespace) -> int:
         steps=args.steps if args.steps is not None else 3,
         rollouts=args.rollouts,
         seed=args.seed or 0,
+        physics_threads=args.physics_threads,
     )
-    for key in ("tasks", "rollouts"):
+    for key in ("tasks", "rollouts", "physics_threads"):
         value = getattr(args, key)
         if value is not None and value < 1:
-            raise ConfigError(f"--{key} must be >= 1, got {value}")
+            raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
     if settings.steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {settings.steps}")
     config, policy = policy_from_checkpoint(checkpoint)

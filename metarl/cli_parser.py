@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks")
     evaluate.add_argument(
+        "--physics-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="RL, HalfCheetah and Ant: threads that step the env copies' physics (default: "
+        "the run's physics_threads); the results do not change",
+    )
+    evaluate.add_argument(
         "--baselines",
         default="",
         metavar="LIST",

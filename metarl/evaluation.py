@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from metarl.config import TrainConfig
+from metarl.config_validation import ConfigError
 from metarl.experiment import (
     EVALUATION_STREAM,
     TUNING_TASK_STREAM,
@@ -199,6 +200,7 @@ class EvaluationSettings:
     steps: int = 3
     rollouts: int | None = None  # None: the config's rollouts_per_task
     seed: int = 0
+    physics_threads: int | None = None  # None: each method's config's (the same results)
 
 
 def run_evaluation(
@@ -213,6 +215,8 @@ def run_evaluation(
     tasks = held_out_tasks(env_id, settings.tasks, settings.seed)
     curves = []
     for method, (policy, config, source) in methods.items():
+        if settings.physics_threads is not None:  # evaluation samples locally, whatever trained
+            config = with_physics_threads(config, settings.physics_threads)
         rollouts = settings.rollouts or config.rollouts_per_task
         log(f"evaluating {method} on {len(tasks)} held-out tasks ...")
         with torch.no_grad():
@@ -221,6 +225,16 @@ def run_evaluation(
             )
         curves.append(curve)
     return curves
+
+
+def with_physics_threads(config: TrainConfig, threads: int) -> TrainConfig:
+    """`config` sampling locally over `threads` physics threads (ConfigError for envs without)."""
+    try:
+        return dataclasses.replace(
+            config, sampler="local", ray_address=None, physics_threads=threads
+        )
+    except ConfigError as error:
+        raise ConfigError(f"--physics-threads {threads}: {error}") from None
 
 
 def write_results(

@@ -2,14 +2,21 @@
 in one thread or over several, gives bitwise the numbers of separate envs, each with its
 own model."""
 
+import json
+from pathlib import Path
+
 import gymnasium
 import numpy as np
 import pytest
+from helpers import small_navigation_config
 
 import metarl_envs  # noqa: F401  (registers the envs)
+from metarl.cli import main
 from metarl.sampling.rollouts import make_vector_env
+from metarl.trainer import train
 from metarl_envs.physics_threads import PhysicsThreads
 
+ROOT = Path(__file__).parents[1]
 LOCOMOTION = ["metarl/HalfCheetahVel-v0", "metarl/HalfCheetahDir-v0", "metarl/AntVel-v0"]
 
 
@@ -68,3 +75,22 @@ def test_an_error_in_a_physics_thread_is_raised_in_the_caller():
     with pytest.raises(RuntimeError, match="part 2..4 failed"):
         threads.run(step_range, 4)
     threads.close()
+
+
+def test_eval_with_physics_threads_gives_the_same_numbers(tmp_path, capsys):
+    """`metarl eval --physics-threads 2` of a committed cheetah policy: bitwise the same
+    per-task returns as the run's one thread; an env without threaded physics is refused."""
+    best = str(ROOT / "benchmarks" / "runs" / "halfcheetah_vel" / "best.pt")
+    small = ["--tasks", "2", "--steps", "1", "--rollouts", "2", "--no-progress"]
+    results = []
+    for threads in ([], ["--physics-threads", "2"]):
+        out = tmp_path / f"threads{len(threads)}"
+        assert main(["eval", best, *small, *threads, "--out", str(out)]) == 0
+        results.append(json.loads((out / "eval.json").read_text())["methods"]["maml"])
+    assert results[0]["per_task"] == results[1]["per_task"]
+    navigation = train(small_navigation_config(iterations=1), tmp_path / "nav", show_progress=False)
+    capsys.readouterr()
+    assert main(["eval", str(navigation), *small, "--physics-threads", "2"]) == 2
+    assert "--physics-threads 2: key 'physics_threads': metarl/Navigation2D-v0 steps" in (
+        capsys.readouterr().err
+    )
