@@ -249,7 +249,10 @@ def start_long_ray_navigation_run(run_dir: Path, **output) -> subprocess.Popen:
 
 def test_a_lost_local_ray_stops_the_run_with_its_checkpoint_and_a_message(tmp_path):
     """The raylet of the local Ray dies: one message, exit 2, the last completed iteration
-    saved (Ray would otherwise end the driver from C++ a few seconds later, silently)."""
+    saved. Ray itself ends the driver from C++ at its first object-store call after the
+    raylet's death; metarl checks before its own calls, but under load Ray sometimes gets
+    there first (README, "A local Ray that dies under the run"): exit 1, no message, Ray's
+    reason in its driver log. The checkpoint is there either way."""
     run_dir = tmp_path / "run"
     run = start_long_ray_navigation_run(run_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -267,11 +270,16 @@ def test_a_lost_local_ray_stops_the_run_with_its_checkpoint_and_a_message(tmp_pa
             run.kill()
             run.wait()
         stop_processes(process_tree(groups={run.pid}) - {run.pid})
+    done = load_checkpoint(run_dir / "checkpoint.pt")["state"]["iteration"]
+    assert done >= 1 and len(read_metrics(run_dir)) in (done, done + 1)
+    if run.returncode == 1 and not err.strip():  # Ray ended the driver first (see above)
+        logs = (run_dir / "ray" / "session_latest" / "logs").glob("python-core-driver-*.log")
+        reason = "The connection to the plasma store is failed. Terminate the process"
+        assert any(reason in log.read_text() for log in logs)
+        return
     assert run.returncode == 2, err[-3000:]
     assert "metarl: error: the local Ray started for this run lost its raylet" in err
     assert "checkpoint written at iteration" in out
-    done = load_checkpoint(run_dir / "checkpoint.pt")["state"]["iteration"]
-    assert done >= 1 and len(read_metrics(run_dir)) in (done, done + 1)
     # Ray's token-authentication notice about its own local Ray went to the run's log
     assert "Token authentication" not in err
     assert "Token authentication" in (run_dir / "ray" / "driver.log").read_text()
