@@ -41,22 +41,27 @@ from metarl.supervised.comparisons import (
     MultitaskRegressors,
     all_points_loss,
     checked_step,
-    tune_eval_lr,
 )
 from metarl.supervised.config import SupervisedConfig
-from metarl.supervised.maml import query_curve, query_losses
+from metarl.supervised.maml import query_losses
 from metarl.supervised.models import model_params
 from metarl.supervised.problems import (
     STREAMS,
     TaskSampler,
     build_model,
-    evaluation_inner_loop,
     loss_name,
     make_task_sampler,
     memory_estimate,
     training_inner_loop,
 )
 from metarl.supervised.tasks import TaskBatch, seeded_rng
+from metarl.supervised.validation import (
+    eval_step_size,
+    validate,
+    validation_batches,
+    validation_columns,
+    validation_score,
+)
 
 CHECKPOINT_KIND = "supervised"
 
@@ -100,46 +105,6 @@ def all_points_step(
     loss.backward()
     checked_step(optimizer, loss.item())
     return {"loss": loss.item()}
-
-
-def validation_batches(sampler: TaskSampler, config: SupervisedConfig) -> list[TaskBatch]:
-    """The fixed meta-validation tasks of a run (validation stream of the run seed)."""
-    chunk = config.task_chunk or config.meta_batch_size
-    return sampler.batches(
-        "val", config.seed, config.val_tasks, config.shots, config.query_to_evaluate, chunk
-    )
-
-
-def validate(model: nn.Module, batches: list[TaskBatch], config: SupervisedConfig) -> dict:
-    """Query loss (and accuracy) of validation tasks before and after the training inner loop."""
-    inner = evaluation_inner_loop(config, config.inner_lr, config.inner_steps)
-    curve = query_curve(model, model_params(model), batches, inner)
-    row = {"val_loss_pre": float(curve.losses[0].mean()), "val_loss_post": _last(curve.losses)}
-    if curve.accuracies is not None:
-        row["val_accuracy_pre"] = float(curve.accuracies[0].mean())
-        row["val_accuracy_post"] = _last(curve.accuracies)
-    return row
-
-
-def _last(values: np.ndarray) -> float:
-    return float(values[-1].mean())
-
-
-def validation_score(config: SupervisedConfig, row: dict) -> float:
-    """Higher is better: post-adaptation accuracy / -loss (pre-adaptation for the comparisons)."""
-    phase = "post" if config.meta_learned else "pre"
-    if config.problem == "omniglot":
-        return row[f"val_accuracy_{phase}"]
-    value = row[f"val_loss_{phase}"]
-    return -value if math.isfinite(value) else -math.inf
-
-
-def eval_step_size(model: nn.Module, batches: list[TaskBatch], config: SupervisedConfig):
-    """The fine-tuning step size for test time, and the tuning scores where it was tuned."""
-    if config.meta_learned or config.algorithm == "oracle":
-        return config.inner_lr, {}
-    inner = evaluation_inner_loop(config, config.inner_lr, config.eval_steps)
-    return tune_eval_lr(model, model_params(model), batches, inner, config.lr_grid)
 
 
 def supervised_checkpoint_payload(
@@ -247,7 +212,7 @@ def _train(
                         "wall_s": time.perf_counter() - start,
                         "tasks_per_s": done * tasks_per_step / train_s,
                         **{key: float(np.mean([s[key] for s in window])) for key in window[0]},
-                        **dict.fromkeys(_validation_columns(config), math.nan),
+                        **dict.fromkeys(validation_columns(config), math.nan),
                     }
                     window = []
                     if validating:
@@ -300,13 +265,6 @@ def _train(
         progress.close()
         logger.close()
     return run_dir
-
-
-def _validation_columns(config: SupervisedConfig) -> list[str]:
-    columns = ["val_loss_pre", "val_loss_post"]
-    if config.problem == "omniglot":
-        columns += ["val_accuracy_pre", "val_accuracy_post"]
-    return columns
 
 
 def _load(model: nn.Module, params: dict[str, torch.Tensor]) -> None:
