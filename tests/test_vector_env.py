@@ -23,7 +23,9 @@ LOCOMOTION = ["metarl/HalfCheetahVel-v0", "metarl/HalfCheetahDir-v0", "metarl/An
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("env_id", LOCOMOTION)
 def test_vector_copies_share_one_model_and_step_like_separate_envs(env_id, threads):
-    count, steps = 5, 40  # 3 threads: parts of 1, 2 and 2 copies
+    # 3 threads: parts of 1, 2 and 2 copies; Ant long enough for episodes to end (random
+    # actions end them after about 100 steps)
+    count, steps = 5, 150 if "Ant" in env_id else 40
     vector = make_vector_env(env_id, count, horizon=steps, physics_threads=threads)
     copies = vector.unwrapped.envs
     assert vector.unwrapped.threads.count == threads
