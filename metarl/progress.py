@@ -46,7 +46,9 @@ def duration(seconds: float) -> str:
 
 def sampler_plan(config: TrainConfig) -> str:
     if config.sampler == "local":
-        return f"local: {config.num_envs} envs stepped together in this process"
+        threads = config.physics_threads
+        physics = f", their physics over {threads} threads" if threads > 1 else ""
+        return f"local: {config.num_envs} envs stepped together in this process{physics}"
     workers = f"{config.num_workers} workers" if config.num_workers else "one worker per CPU"
     if config.ray_address:
         return f"ray: {workers} on the Ray cluster at {config.ray_address} (connecting)"

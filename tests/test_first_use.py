@@ -21,7 +21,7 @@ from metarl.config_validation import load_config
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.plotting import plot_adaptation
 from metarl.policies import policy_params
-from metarl.progress import env_steps_per_iteration, sampler_ready, start_block
+from metarl.progress import env_steps_per_iteration, sampler_plan, sampler_ready, start_block
 from metarl.resuming import TrainingState
 from metarl.sampling.local import LocalSampler
 from metarl.trainer import resume, train
@@ -90,6 +90,17 @@ def test_start_block_of_ray_and_of_the_baselines_and_the_paper_ant_cost(tmp_path
 
     assert sampler_ready(Workers(), 5.04) == "Ray workers:     3 ready after 5.0 s"
     assert sampler_ready(object(), 0.1) is None  # the local sampler starts nothing
+
+
+def test_the_start_block_names_the_physics_threads():
+    config = load_config(
+        TrainConfig,
+        ROOT / "configs/ant_dir_small.yaml",
+        ["sampler=local", "physics_threads=2", "num_envs=200"],
+    )
+    assert sampler_plan(config) == (
+        "local: 200 envs stepped together in this process, their physics over 2 threads"
+    )
 
 
 # ---- progress within an iteration ----------------------------------------------------
