@@ -145,7 +145,7 @@ def raise_lost_stop() -> None:
     exceptions can swallow it there: a `__del__` method or a finalizer run by the
     garbage collector (Python prints "Exception ignored in ..." and goes on). The
     job would then run on, and further signals only say "already stopping". Long
-    jobs call this at their safe points (each iteration, each sampling wave).
+    jobs call this at their safe points (the start of each iteration).
     """
     if _Deferral.requested is not None and _Deferral.depth == 0:
         raise StopRequested(_Deferral.requested)
