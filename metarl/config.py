@@ -90,7 +90,7 @@ class TrainConfig:
     sampler: str = field(default="local", metadata=run_setting(**choices("local", "ray")))
     num_envs: int = field(default=400, metadata=run_setting(**within(1, MAX_ENVS)))  # at once
     # sampler: local, HalfCheetah and Ant: threads that step the env copies' physics side by
-    # side (the same rollouts, bitwise; README, "Sampling on one machine")
+    # side (the same rollouts, bitwise; README, "Ray sampler speed")
     physics_threads: int = field(default=1, metadata=run_setting(**within(1, MAX_THREADS)))
     # sampler: ray (see README, Ray sampler); num_workers 0: one per CPU
     num_workers: int = field(default=0, metadata=run_setting(**within(0, MAX_WORKERS)))

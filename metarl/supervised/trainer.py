@@ -240,16 +240,14 @@ def _train(
     except (KeyboardInterrupt, NonFiniteError) as stop:  # keep the last finite parameters
         with stop_on_signals(already_stopping=True):  # more Ctrl-Cs cannot cut this short
             progress.close()
-            finished = saved == config.iterations  # a stop that came during the final writes
-            if not finished and final_state is not None:  # failed while tuning or saving
-                model.load_state_dict(final_state)
-            if not finished and all_finite(
-                multitask.stack.values() if multitask else model.parameters()
-            ):
-                if multitask:
-                    _load(model, multitask.average())
-                save("checkpoint.pt", done)
-                saved = done
+            if saved != config.iterations:  # else the stop came once the final writes were done
+                if final_state is not None:  # failed while tuning or saving at the end
+                    model.load_state_dict(final_state)
+                if all_finite(multitask.stack.values() if multitask else model.parameters()):
+                    if multitask:
+                        _load(model, multitask.average())
+                    save("checkpoint.pt", done)
+                    saved = done
             kept = "no checkpoint" if saved is None else f"checkpoint written at iteration {saved}"
             if isinstance(stop, NonFiniteError):
                 print(f"\nstopped: non-finite values; {kept}", flush=True)
