@@ -12,7 +12,8 @@ Resume is exact, so a run carried over many stops equals one straight run.
         at its last completed iteration)
     python benchmarks/locomotion.py status
     python benchmarks/locomotion.py eval [--only GROUP,...] [--partial] [--physics-threads N]
-        `metarl eval` of a group's best.pt against pretrained, random and oracle
+        `metarl eval` of a group's best.pt (or each run's last parameters, where the
+        group says `checkpoint: last`) against pretrained, random and oracle
         (40 held-out tasks, 0-3 steps) into benchmarks/results/GROUP_eval.json
         (with N physics threads: the same numbers, faster on N free cores);
         --partial evaluates runs that have not finished their iterations (the report
@@ -44,6 +45,7 @@ RUNS, RESULTS, DOCS = ROOT / "benchmarks/runs", ROOT / "benchmarks/results", ROO
 EXPERIMENTS = ROOT / "benchmarks/locomotion.yaml"
 README = ROOT / "README.md"
 BASELINES = ("pretrain", "oracle")
+CHECKPOINT_FILES = {"best": "best.pt", "last": "checkpoint.pt"}
 
 
 @dataclass
@@ -170,29 +172,38 @@ def evaluate(args) -> None:
         if missing or (unfinished and not args.partial):
             print(f"{group}: not evaluated (unfinished: {missing or unfinished})")
             continue
-        best = {k: r.run_dir / "best.pt" for k, r in members.items()}
+        which = checkpoint_choice(groups[group])
+        chosen = {k: r.run_dir / CHECKPOINT_FILES[which] for k, r in members.items()}
         with tempfile.TemporaryDirectory() as out:
             command = [
-                sys.executable, "-m", "metarl.cli", "eval", str(best["maml"]),
+                sys.executable, "-m", "metarl.cli", "eval", str(chosen["maml"]),
                 "--tasks", str(args.tasks), "--steps", "3", "--no-progress", "--out", out,
                 "--physics-threads", str(args.physics_threads),
                 "--baselines",
-                f"pretrained={best['pretrain']},random,oracle={best['oracle']}",
+                f"pretrained={chosen['pretrain']},random,oracle={chosen['oracle']}",
             ]  # fmt: skip
             print(f"{group}: {' '.join(command[2:])}", flush=True)
             subprocess.run(command, check=True, cwd=ROOT)
             document = json.loads((Path(out) / "eval.json").read_text())
-        document["runs"] = {k: run_summary(r) for k, r in members.items()}
+        document["runs"] = {k: run_summary(r, which) for k, r in members.items()}
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{group}_eval.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
-def run_summary(run: Run) -> dict:
-    """The budget a run was trained with, for the report."""
+def checkpoint_choice(group: dict) -> str:
+    """Which of a run's checkpoints its group evaluates: `best` (default) or `last`."""
+    which = group.get("checkpoint", "best")
+    if which not in CHECKPOINT_FILES:
+        raise ValueError(f"checkpoint: {which!r} in {EXPERIMENTS.name}; use best or last")
+    return which
+
+
+def run_summary(run: Run, which: str = "best") -> dict:
+    """The budget a run was trained with and the checkpoint evaluated, for the report."""
     from metarl.checkpoints import load_checkpoint
 
     checkpoint = load_checkpoint(run.run_dir / "checkpoint.pt")
-    best = load_checkpoint(run.run_dir / "best.pt")["state"]
+    evaluated = load_checkpoint(run.run_dir / CHECKPOINT_FILES[which])["state"]
     config = checkpoint["config"]
     return {
         "run_dir": str(run.run_dir.relative_to(ROOT)),
@@ -200,7 +211,8 @@ def run_summary(run: Run) -> dict:
         "iterations_planned": run.iterations,
         "env_steps": checkpoint["state"]["env_steps"],
         "wall_hours": checkpoint["state"]["wall_s"] / 3600,
-        "best_iteration": best["iteration"],
+        "evaluated_checkpoint": CHECKPOINT_FILES[which],
+        "evaluated_iteration": evaluated["iteration"],
         "meta_batch_size": config["meta_batch_size"],
         "rollouts_per_task": config["rollouts_per_task"],
         "horizon": config["horizon"],

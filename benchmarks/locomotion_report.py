@@ -66,7 +66,7 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
             f"{key}: {done}{'' if done >= planned else f' of {planned} planned'} iterations of "
             f"{run['meta_batch_size']} tasks x {run['rollouts_per_task']} rollouts x "
             f"{run['horizon'] or 200} steps, {run['env_steps'] / 1e6:.1f}M env steps, "
-            f"{run['wall_hours']:.1f} h (best.pt: iteration {run['best_iteration']})"
+            f"{run['wall_hours']:.1f} h ({evaluated_checkpoint(run)})"
         )
     return "\n".join(
         [
@@ -84,6 +84,13 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
             f"![{spec['title']}: learning and adaptation curves]({figure})",
         ]
     )
+
+
+def evaluated_checkpoint(run: dict) -> str:
+    """'best.pt: iteration 98'; results written before the choice existed evaluated best.pt."""
+    if "evaluated_checkpoint" not in run:
+        return f"best.pt: iteration {run['best_iteration']}"
+    return f"{run['evaluated_checkpoint']}: iteration {run['evaluated_iteration']}"
 
 
 def paired_differences(maml: list, other: list) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,60 @@
+"""The locomotion runner's choice of checkpoint to evaluate, and what it records of it."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from metarl.checkpoints import save_checkpoint
+
+ROOT = Path(__file__).parents[1]
+
+
+def load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+locomotion = load_benchmark("locomotion")
+locomotion_report = load_benchmark("locomotion_report")
+
+
+def test_a_group_evaluates_best_pt_unless_it_says_last():
+    assert locomotion.checkpoint_choice({}) == "best"
+    assert locomotion.checkpoint_choice({"checkpoint": "last"}) == "last"
+    with pytest.raises(ValueError, match="use best or last"):
+        locomotion.checkpoint_choice({"checkpoint": "final"})
+
+
+def test_every_shipped_group_names_a_valid_checkpoint():
+    groups, _ = locomotion.load_runs()
+    assert {locomotion.checkpoint_choice(g) for g in groups.values()} <= {"best", "last"}
+
+
+@pytest.mark.parametrize(
+    "which, file, iteration", [("best", "best.pt", 48), ("last", "checkpoint.pt", 100)]
+)
+def test_the_summary_names_the_checkpoint_it_evaluated(
+    tmp_path, monkeypatch, which, file, iteration
+):
+    monkeypatch.setattr(locomotion, "RUNS", tmp_path)
+    monkeypatch.setattr(locomotion, "ROOT", tmp_path)
+    config = {"meta_batch_size": 20, "rollouts_per_task": 20, "horizon": 200}
+    state = {"iteration": 100, "env_steps": 15_000_000, "wall_s": 7200.0}
+    save_checkpoint(tmp_path / "ant_vel/checkpoint.pt", {"config": config, "state": state})
+    save_checkpoint(
+        tmp_path / "ant_vel/best.pt", {"config": config, "state": {**state, "iteration": 48}}
+    )
+    run = locomotion.Run("ant_vel", "ant_vel", "maml", tmp_path / "c.yaml", {"iterations": 100})
+    summary = locomotion.run_summary(run, which)
+    assert (summary["evaluated_checkpoint"], summary["evaluated_iteration"]) == (file, iteration)
+    assert summary["iterations_done"] == 100 and summary["wall_hours"] == 2.0
+    assert locomotion_report.evaluated_checkpoint(summary) == f"{file}: iteration {iteration}"
+
+
+def test_results_written_before_the_choice_existed_read_as_best_pt():
+    assert locomotion_report.evaluated_checkpoint({"best_iteration": 98}) == "best.pt: iteration 98"
