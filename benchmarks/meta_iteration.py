@@ -9,13 +9,14 @@ warm-up iteration):
   paper's 2x100 ReLU. `-sub25`: hvp_subsample 0.25, with that HVP's error against the
   full-data product and the CG step's cosine with the full-data one.
 - cheetah / cheetah-sub25: HalfCheetahVel at the paper's scale, 40 tasks x 20 rollouts x
-  200 steps, 2x100 ReLU. The update's arithmetic floor: the floating-point operations of
-  one update (matrix products of every forward and backward pass, second order included,
-  counted with torch's flop formulas) divided by this process's float32 matmul rate
-  (a 2048 x 2048 product, same threads); reported as update time / floor, split by a
+  200 steps, 2x100 ReLU. The sampler's rate is reported against the raw physics rate
+  (benchmarks/env_step_rate.py), one core.
+- every scenario but the ablations: the update's arithmetic floor, the floating-point
+  operations of one update (matrix products of every forward and backward pass, second
+  order included, counted with torch's flop formulas) divided by this process's float32
+  matmul rate (a 2048 x 2048 product, same threads); reported as update time / floor, split by a
   torch.profiler profile of the same update into the products' own time over the floor
-  and the update's time over the products' (everything else). The sampler's
-  rate is reported against the raw physics rate (benchmarks/env_step_rate.py), one core.
+  and the update's time over the products' (everything else).
 - ablations (nav-tanh64 data): one-sided vs central finite-difference vs exact Hessian-
   vector products; all tasks batched vs a Python loop over tasks for the meta-gradient.
 - pytorch-maml-rl (`--anchor DIR`): its Navigation2D meta-iteration at its own settings
@@ -110,8 +111,8 @@ def run_scenario(name: str, iterations: int, device: str) -> dict:
         result.update(time_iterations(training, iterations))
         if name.endswith("-sub25"):
             result.update(hvp_subsample_error(training, 0.25))
+        result.update(update_floor(training, result["update_s"]))
         if name.startswith("cheetah"):
-            result.update(update_floor(training, result["update_s"]))
             raw = raw_rate(values["env"], seconds=3.0)
             result["raw_physics_env_steps_per_s"] = raw
             result["sampler_to_raw_ratio"] = result["env_steps_per_s"] / raw
