@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import time
 from pathlib import Path
 
+import torch
+
 from metarl.config import TrainConfig
 from metarl.config_validation import config_from_dict
+from metarl.episodes import MetaBatch
 from metarl.metrics import read_rows
+
+TIMING_COLUMNS = {"wall_s", "env_steps_per_s"}  # every *_s column is a duration too
 
 
 def small_navigation_config(**changes) -> TrainConfig:
@@ -26,6 +32,41 @@ def small_navigation_config(**changes) -> TrainConfig:
     )
     values.update(changes)
     return config_from_dict(TrainConfig, values)
+
+
+def checkpointed_navigation_config(**changes) -> TrainConfig:
+    """small_navigation_config with seed 5, 4 iterations and a checkpoint every 2."""
+    return small_navigation_config(**{**dict(seed=5, iterations=4, checkpoint_every=2), **changes})
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.csv."""
+    with open(run_dir / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_timings(rows: list[dict]) -> list[dict]:
+    """The rows without their durations, which differ between runs that are otherwise equal."""
+    return [
+        {k: v for k, v in row.items() if k not in TIMING_COLUMNS and not k.endswith("_s")}
+        for row in rows
+    ]
+
+
+def metrics_without_timings(run_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.csv without their durations."""
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return without_timings(list(csv.DictReader(handle)))
+
+
+def assert_meta_batches_equal(a: MetaBatch, b: MetaBatch) -> None:
+    """Bitwise equal rollouts, advantages and reward terms in every phase."""
+    for left, right in zip(a.phases, b.phases, strict=True):
+        for field in ("observations", "actions", "rewards", "mask", "advantages", "task_ids"):
+            assert torch.equal(getattr(left, field), getattr(right, field)), field
+        assert torch.equal(left.explained_variance, right.explained_variance)
+        for term in left.reward_terms:
+            assert torch.equal(left.reward_terms[term], right.reward_terms[term]), term
 
 
 def wait_for_rows(run: subprocess.Popen, run_dir: Path, rows: int, timeout: float = 90) -> None:

@@ -115,7 +115,7 @@ def test_sampling_progress_counts_each_wave_and_changes_nothing():
     batch = with_progress.sample(params, tasks, 0, lambda *done: calls.append(done))
     without = LocalSampler(sampler_settings(config), policy, num_envs=10).sample(params, tasks, 0)
 
-    from test_training import assert_meta_batches_equal
+    from helpers import assert_meta_batches_equal
 
     assert_meta_batches_equal(batch, without)
     train, valid = batch.train[0], batch.valid

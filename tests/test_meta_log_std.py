@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import small_navigation_config
-from test_core_math import tiny_problem
+from tiny_problems import tiny_problem
 
 from metarl.checkpoints import load_checkpoint, save_checkpoint
 from metarl.comparisons import TRAINED_BY, baseline_config

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import ray
+from helpers import assert_meta_batches_equal, read_metrics, without_timings
 from helpers import small_navigation_config as small_config
 from processes import process_tree, stop_processes
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_training import assert_meta_batches_equal, read_metrics, without_timings
 
 from metarl.experiment import build_policy, iteration_tasks, sampler_settings
 from metarl.policies import policy_params
