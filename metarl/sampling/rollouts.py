@@ -15,7 +15,7 @@ every task's blocks have the same shape and start on 64-byte boundaries, with
 rows padded with zeros to multiples of 16 floats, so each batch entry is the
 same gemm on the same layout whatever the batch. Zero padding changes no value
 (zero weights and biases; relu(0) = tanh(0) = 0), elementwise ops are
-lane-independent, and tests/test_training.py checks a task's actions alone and in
+lane-independent, and tests/test_local_sampler.py checks a task's actions alone and in
 batches of many sizes and positions. Each task's advantages are computed alone.
 """
 
