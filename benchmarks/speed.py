@@ -9,7 +9,7 @@
         of the CPUs): stop background training first (SIGINT checkpoints it).
     python benchmarks/speed.py report
         the README's speed tables, between its `<!-- speed:NAME -->` markers, from the
-        JSON files of the last `run` (about 45 minutes on 2 cores with --anchor).
+        JSON files of the last `run` (a run: about 25 minutes on 2 cores with --anchor).
 
 Only ratios measured within one run are compared (machines of the same kind differ
 2-3x), so every table of the README's speed sections comes from one block.
