@@ -79,6 +79,7 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
             *lines,
             "",
             *paired,
+            *episode_table(document, names),
             f"The paper (Figure 5, read off the plot, H = 200): {paper or 'no value read'}.",
             "",
             f"![{spec['title']}: learning and adaptation curves]({figure})",
@@ -122,6 +123,28 @@ def paired_table(document: dict) -> list[str]:
         mean, half = paired_differences(maml, methods[other]["per_task"])
         cells = " | ".join(f"{m:+.1f} ± {h:.1f}" for m, h in zip(mean, half))
         lines.append(f"| MAML − {other} | {cells} |")
+    return [*lines, ""]
+
+
+def episode_table(document: dict, names: dict) -> list[str]:
+    """Rows of mean episode length / forward term per step (results that record them)."""
+    methods = document["methods"]
+    if not all("reward_forward" in m.get("episode_means", {}) for m in methods.values()):
+        return []
+    steps = len(methods["maml"]["mean"])
+    lines = [
+        "What the returns are made of: mean episode length (env steps) / forward term "
+        "(`reward_forward`, per episode) of the evaluated episodes:",
+        "",
+        "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps)) + " |",
+        "|---|" + "---|" * steps,
+    ]
+    for method, result in methods.items():
+        means = result["episode_means"]
+        cells = " | ".join(
+            f"{n:.0f} / {f:.1f}" for n, f in zip(means["episode_length"], means["reward_forward"])
+        )
+        lines.append(f"| {names.get(method, method)} | {cells} |")
     return [*lines, ""]
 
 

@@ -24,7 +24,7 @@ import csv
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,9 @@ class AdaptationCurve:
     source: str  # where the policy came from
     # [tasks][K + 1] fraction of each task's episodes that succeeded (Meta-World), else None
     per_task_success: list[list[float]] | None = None
+    # "episode_length" and each reward term -> [K + 1] means over all evaluated episodes:
+    # what a return is made of (a shorter episode, a better forward term, ...)
+    episode_means: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def adapted(self) -> bool:
@@ -102,6 +105,14 @@ def adaptation_returns(
     return adaptation_outcomes(*args)[0]
 
 
+def episode_means(phases) -> dict[str, list[float]]:
+    """Mean episode length and each reward term's mean per-episode sum, per phase."""
+    means = {"episode_length": [phase.mean_episode_length() for phase in phases]}
+    for name in phases[0].reward_terms:
+        means[name] = [phase.mean_reward_terms()[name] for phase in phases]
+    return means
+
+
 def adaptation_outcomes(
     policy: nn.Module,
     config: TrainConfig,
@@ -110,8 +121,9 @@ def adaptation_outcomes(
     rollouts: int,
     seed: int,
     num_envs: int | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Mean returns and success rates (None: the env has none), [tasks, K + 1] each."""
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, list[float]]]:
+    """Mean returns and success rates (None: the env has none), [tasks, K + 1] each, and
+    the episodes' means per step (`episode_means`)."""
     settings = sampler_settings(config, EVALUATION_STREAM, tuple(step_sizes), rollouts, seed)
     envs = num_envs or max(rollouts, (config.num_envs // rollouts) * rollouts)
     vector_env = make_vector_env(
@@ -124,9 +136,11 @@ def adaptation_outcomes(
     finally:
         vector_env.close()
     returns = np.stack([r.episode_returns().mean(-1).numpy() for r in batch.phases], axis=1)
+    means = episode_means(batch.phases)
     if batch.valid.successes is None:
-        return returns, None
-    return returns, np.stack([r.successes.mean(-1).numpy() for r in batch.phases], axis=1)
+        return returns, None, means
+    success = np.stack([r.successes.mean(-1).numpy() for r in batch.phases], axis=1)
+    return returns, success, means
 
 
 def tune_step_size(
@@ -181,12 +195,13 @@ def evaluate_method(
         sizes = []
     else:
         raise ValueError(f"unknown method {method!r}; methods: {list(METHODS)}")
-    returns, success = adaptation_outcomes(policy, config, tasks, sizes, rollouts, seed)
+    returns, success, means = adaptation_outcomes(policy, config, tasks, sizes, rollouts, seed)
     if not sizes:  # not adapted: the same policy at every step
         returns = np.repeat(returns, steps + 1, axis=1)
         success = None if success is None else np.repeat(success, steps + 1, axis=1)
+        means = {name: values * (steps + 1) for name, values in means.items()}
     per_task_success = None if success is None else success.tolist()
-    return AdaptationCurve(method, sizes, returns.tolist(), source, per_task_success)
+    return AdaptationCurve(method, sizes, returns.tolist(), source, per_task_success, means)
 
 
 def random_policy(config: TrainConfig) -> nn.Module:
@@ -254,6 +269,7 @@ def write_results(
             "adapted": curve.adapted,
             "source": curve.source,
             "per_task": curve.per_task,
+            "episode_means": curve.episode_means,
         }
         success = [""] * len(mean)  # blank for envs without a success flag
         if curve.per_task_success is not None:  # Meta-World: read the success rate
@@ -292,4 +308,9 @@ def format_table(curves: list[AdaptationCurve]) -> str:
         for curve in curves:
             rates = np.mean(curve.per_task_success, 0)
             lines.append(f"{curve.method:<12}" + "".join(f"{r:>18.2f}" for r in rates))
+    if all("episode_length" in c.episode_means for c in curves):
+        lines.append("mean episode length (env steps):")
+        for curve in curves:
+            lengths = curve.episode_means["episode_length"]
+            lines.append(f"{curve.method:<12}" + "".join(f"{n:>18.1f}" for n in lengths))
     return "\n".join(lines)

@@ -55,15 +55,23 @@ def test_eval_adaptation_beats_no_adaptation_and_oracle_is_not_adapted(
             "adapted",
             "source",
             "per_task",
+            "episode_means",
         }
         assert result["steps"] == [0, 1, 2]
         assert len(result["per_task"]) == 12 and all(len(r) == 3 for r in result["per_task"])
         np.testing.assert_allclose(result["mean"], np.mean(result["per_task"], axis=0))
+        # what the return is made of: Navigation2D's one reward term is all of it
+        means = result["episode_means"]
+        assert set(means) == {"episode_length", "reward_distance"}
+        np.testing.assert_allclose(means["reward_distance"], result["mean"], rtol=1e-5)
+        assert all(0 < n <= 100 for n in means["episode_length"])
     maml_result, oracle_result = document["methods"]["maml"], document["methods"]["oracle"]
     assert maml_result["step_sizes"] == [0.1, 0.05]  # the paper's evaluation step sizes
     assert maml_result["mean"][1] > maml_result["mean"][0]  # one gradient step helps
     assert not oracle_result["adapted"] and oracle_result["step_sizes"] == []
     assert len(set(oracle_result["mean"])) == 1  # the same policy at every step
+    assert len(set(oracle_result["episode_means"]["episode_length"])) == 1
+    assert "mean episode length" in printed
 
     with open(out / "eval.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -172,3 +180,25 @@ def test_smoke_every_committed_policy_evaluates(best, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     document = json.loads((tmp_path / "eval.json").read_text())
     assert len(document["methods"]) == 1 and len(next(iter(document["methods"].values()))["mean"])
+
+
+def test_evaluated_episodes_say_what_each_return_is_made_of():
+    """HalfCheetah never terminates: every episode lasts the horizon, and the reward terms'
+    means add up to the mean return at every step (the oracle's repeat unadapted)."""
+    from metarl.config import TrainConfig
+    from metarl.config_validation import config_from_dict
+    from metarl.evaluation import evaluate_method, random_policy
+    from metarl.experiment import held_out_tasks
+
+    values = {"env": "metarl/HalfCheetahVel-v0", "horizon": 15, "sampler": "local"}
+    config = config_from_dict(TrainConfig, values)
+    policy, tasks = random_policy(config), held_out_tasks(config.env, 3, 0)
+    for method in ("maml", "oracle"):
+        with torch.no_grad():
+            curve = evaluate_method(method, policy, config, tasks, 2, 2, 0, "test")
+        means, returns = curve.episode_means, np.mean(curve.per_task, axis=0)
+        assert means["episode_length"] == [15.0, 15.0, 15.0]
+        terms = [v for k, v in means.items() if k.startswith("reward_")]
+        assert len(terms) >= 2  # forward and control
+        np.testing.assert_allclose(np.sum(terms, axis=0), returns, rtol=1e-4, atol=1e-4)
+    assert len(set(means["reward_forward"])) == 1  # the oracle: one policy at every step

@@ -35,3 +35,17 @@ def test_paired_table_rows_follow_the_methods_that_have_per_task_returns():
     assert rows[-2] == "| MAML − pretrained | +1.0 ± 2.5 | +4.0 ± 7.5 |"
     assert not any("oracle" in row for row in rows)  # the oracle does not adapt: no pair
     assert locomotion_report.paired_table({"methods": {"maml": methods["maml"]}}) == []
+
+
+def test_episode_table_shows_length_and_forward_term_where_recorded():
+    means = {"episode_length": [197.0, 150.4], "reward_forward": [2.46, -30.0]}
+    methods = {"maml": {"mean": [0, 0], "episode_means": means},
+               "oracle": {"mean": [0, 0], "episode_means": means}}  # fmt: skip
+    rows = locomotion_report.episode_table({"methods": methods}, {"maml": "MAML"})
+    assert rows[-3:] == [
+        "| MAML | 197 / 2.5 | 150 / -30.0 |",
+        "| oracle | 197 / 2.5 | 150 / -30.0 |",
+        "",
+    ]
+    del methods["oracle"]["episode_means"]  # results from before the field existed: no table
+    assert locomotion_report.episode_table({"methods": methods}, {}) == []
