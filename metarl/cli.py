@@ -104,7 +104,8 @@ def run_eval(args: argparse.Namespace) -> int:
         evaluate_checkpoint(path, checkpoint, args)
         return 0
     from metarl.comparisons import baseline_policies, parse_baselines, run_config, trains_baselines
-    from metarl.evaluation import EvaluationSettings, format_table, run_evaluation, write_results
+    from metarl.evaluation import EvaluationSettings, run_evaluation
+    from metarl.evaluation_results import format_table, write_results
     from metarl.resuming import policy_from_checkpoint
     from metarl.runtime import learner_device
 

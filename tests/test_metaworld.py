@@ -23,7 +23,8 @@ import metarl_envs
 from metarl.cli import main
 from metarl.config import TrainConfig
 from metarl.config_validation import ConfigError, config_from_dict
-from metarl.evaluation import EvaluationSettings, run_evaluation, write_results
+from metarl.evaluation import EvaluationSettings, run_evaluation
+from metarl.evaluation_results import write_results
 from metarl.experiment import build_policy, held_out_tasks, iteration_tasks
 from metarl.sampling.rollouts import AdvantageSettings, RolloutKey, rollout
 from metarl.trainer import resume, train
