@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from readme_markers import has_section, replace_section  # benchmarks/ is on sys.path
 
 from metarl.evaluation import mean_and_ci95
 from metarl.plotting import plot
@@ -32,12 +33,10 @@ def report(readme: Path, results: Path, docs: Path, groups_and_runs) -> None:
         ]
         figure = plot([*members, path], docs / f"{group}.png")
         table = results_table(spec, document, figure.relative_to(root))
-        begin, end = f"<!-- locomotion:{group} -->", f"<!-- /locomotion:{group} -->"
-        if begin not in text:
-            print(f"{group}: README has no {begin} marker; table not written")
+        if not has_section(text, f"locomotion:{group}"):
+            print(f"{group}: README has no <!-- locomotion:{group} --> marker; table not written")
             continue
-        head, rest = text.split(begin, 1)
-        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+        text = replace_section(text, f"locomotion:{group}", table)
         print(f"{group}: README table and {figure.relative_to(root)} written")
     readme.write_text(text)
 
@@ -47,9 +46,7 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
              "oracle": "oracle (no adaptation)"}  # fmt: skip
     steps = len(document["methods"]["maml"]["mean"])
     lines = [
-        "| method | "
-        + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps))
-        + " | step sizes |",
+        "| method | " + step_columns(steps) + " | step sizes |",
         "|---|" + "---|" * (steps + 1),
     ]
     for method, result in document["methods"].items():
@@ -114,9 +111,7 @@ def paired_table(document: dict) -> list[str]:
     lines = [
         "MAML minus each baseline, paired task by task (the same held-out tasks), mean ± 95% CI:",
         "",
-        "| difference | "
-        + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps))
-        + " |",
+        "| difference | " + step_columns(steps) + " |",
         "|---|" + "---|" * steps,
     ]
     for other in others:
@@ -136,7 +131,7 @@ def episode_table(document: dict, names: dict) -> list[str]:
         "What the returns are made of: mean episode length (env steps) / forward term "
         "(`reward_forward`, per episode) of the evaluated episodes:",
         "",
-        "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps)) + " |",
+        "| method | " + step_columns(steps) + " |",
         "|---|" + "---|" * steps,
     ]
     for method, result in methods.items():
@@ -146,6 +141,11 @@ def episode_table(document: dict, names: dict) -> list[str]:
         )
         lines.append(f"| {names.get(method, method)} | {cells} |")
     return [*lines, ""]
+
+
+def step_columns(steps: int) -> str:
+    """'0 steps | 1 step | 2 steps ...', the column names of an adaptation table."""
+    return " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps))
 
 
 def paper_label(key: str) -> str:

@@ -110,16 +110,15 @@ def read_results(results: Path) -> dict:
 
 def report(readme: Path, results: Path) -> None:
     """Write each speed table between its README markers."""
+    from readme_markers import has_section, replace_section
     from speed_tables import tables  # benchmarks/ is the script's folder, first on sys.path
 
     generated = tables(read_results(results))  # a missing file stops before the README is read
     text = readme.read_text()
     for name, table in generated.items():
-        begin, end = f"<!-- speed:{name} -->", f"<!-- /speed:{name} -->"
-        if begin not in text or end not in text:
-            sys.exit(f"{readme} has no {begin} ... {end} markers")
-        head, rest = text.split(begin, 1)
-        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+        if not has_section(text, f"speed:{name}"):
+            sys.exit(f"{readme} has no <!-- speed:{name} --> ... <!-- /speed:{name} --> markers")
+        text = replace_section(text, f"speed:{name}", table)
         print(f"README: speed:{name} written")
     readme.write_text(text)
 

@@ -2,11 +2,13 @@
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # as for the scripts: their own imports
 spec = importlib.util.spec_from_file_location(
     "locomotion_report", ROOT / "benchmarks" / "locomotion_report.py"
 )

@@ -9,6 +9,7 @@ import pytest
 from metarl.checkpoints import save_checkpoint
 
 ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # as for the scripts: their own imports
 
 
 def load_benchmark(name):
