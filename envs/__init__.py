@@ -31,6 +31,15 @@ _SPECS = {
 }
 # the paper's task distributions (each has an oracle variant and a reward made of info terms)
 ENV_IDS = tuple(_SPECS)
+# The Ant tasks without termination: an episode always lasts the horizon, and the survive
+# bonus is paid only on healthy steps. AntVel-v0 and AntDir-v0 (Gymnasium's and the paper's
+# rule) end an episode when the torso leaves the healthy height range, which on AntVel pays
+# for ending an episode more than 1 m/s off the goal (README). Same spaces, tasks and reward
+# terms as theirs.
+NO_TERMINATION_ENV_IDS = ("metarl/AntVelNoTermination-v0", "metarl/AntDirNoTermination-v0")
+for _env_id in NO_TERMINATION_ENV_IDS:
+    _entry_points, _horizon, _kwargs = _SPECS[_env_id.replace("NoTermination", "")]
+    _SPECS[_env_id] = (_entry_points, _horizon, {**_kwargs, "terminate_when_unhealthy": False})
 # the envs whose vector env can step its copies over threads (`physics_threads`)
 PHYSICS_THREADS_ENV_IDS = tuple(i for i, spec in _SPECS.items() if spec[0] in (_CHEETAH, _ANT))
 

@@ -4,7 +4,7 @@ metarl train CONFIG [--set key=value]... [--run-dir DIR]
 metarl train --resume RUN_DIR [--set iterations=N] [--set RUN_SETTING=VALUE]...
 metarl eval CHECKPOINT_OR_RUN_DIR [--checkpoint best|last] [--tasks N] [--steps K]
             [--rollouts R] [--seed S] [--baselines pretrained,random,oracle,context] [--out DIR]
-            [--device auto|cpu|cuda]
+            [--device auto|cpu|cuda] [--env ID]
 metarl plot RUN_DIR_OR_EVAL_JSON... [-o FILE.png]
 metarl render CHECKPOINT_OR_RUN_DIR [--task-seed N] [--steps 0,1,3] [-o adapt.gif|.mp4]
 """
@@ -94,16 +94,22 @@ def run_eval(args: argparse.Namespace) -> int:
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
 
-        if args.baselines or args.rollouts is not None or args.physics_threads is not None:
+        if args.baselines or args.rollouts or args.physics_threads or args.env:
             raise ConfigError(
-                "--baselines, --rollouts and --physics-threads apply to RL checkpoints; a "
+                "--baselines, --rollouts, --physics-threads and --env apply to RL checkpoints; a "
                 "supervised baseline is its own run (algorithm: pretrain, oracle, multitask, "
                 "context): eval its checkpoint"
             )
 
         evaluate_checkpoint(path, checkpoint, args)
         return 0
-    from metarl.comparisons import baseline_policies, parse_baselines, run_config, trains_baselines
+    from metarl.comparisons import (
+        baseline_policies,
+        on_env,
+        parse_baselines,
+        run_config,
+        trains_baselines,
+    )
     from metarl.evaluation import EvaluationSettings, run_evaluation
     from metarl.evaluation_results import format_table, write_results
     from metarl.resuming import policy_from_checkpoint
@@ -142,9 +148,12 @@ def run_eval(args: argparse.Namespace) -> int:
     methods.update(
         baseline_policies(baselines, config, path.parent, not args.no_progress, which, args.device)
     )
-    curves = run_evaluation(methods, settings, config.env)
+    env_id = config.env
+    if args.env is not None:
+        methods, env_id = on_env(methods, args.env), args.env
+    curves = run_evaluation(methods, settings, env_id)
     out_dir = args.out or path.parent
-    json_path, csv_path = write_results(curves, settings, config.env, out_dir)
+    json_path, csv_path = write_results(curves, settings, env_id, out_dir)
     print(format_table(curves))
     for name, (_, _, source) in methods.items():
         print(f"{name}: {source}")

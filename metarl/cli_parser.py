@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the adaptation steps of an RL evaluation run inside the sampler beside the "
         "rollouts, on CPU, whatever the device",
     )
+    evaluate.add_argument(
+        "--env",
+        default=None,
+        metavar="ID",
+        help="RL: evaluate every method on this env instead of the run's, given the same "
+        "observations, actions and tasks (e.g. metarl/AntVelNoTermination-v0 for an "
+        "AntVel-v0 run)",
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
     evaluate.add_argument(
         "--out", type=Path, default=None, help="output directory (default: beside the checkpoint)"

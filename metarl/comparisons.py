@@ -197,3 +197,38 @@ def baseline_policies(
             raise CheckpointError(f"{path}: env {baseline_config_.env}, not {config.env}")
         policies[method] = (policy, baseline_config_, describe_checkpoint(path, checkpoint))
     return policies
+
+
+def on_env(methods: dict, env_id: str) -> dict:
+    """`methods` ({name: (policy, config, source)}) evaluated on `env_id` instead of their
+    own env (`metarl eval --env`), refused (ConfigError) unless `env_id` has, for each
+    method (the oracle sees its task), the same observation and action spaces and the same
+    kind of tasks: e.g. metarl/AntVelNoTermination-v0 for an AntVel-v0 run."""
+    import gymnasium as gym
+
+    import metarl_envs
+    from metarl.config_validation import ConfigError
+    from metarl.experiment import algorithm_setup
+
+    if env_id not in metarl_envs.ALL_ENV_IDS:
+        raise ConfigError(f"--env {env_id!r} is not a metarl env; one of {metarl_envs.ENV_IDS}")
+    moved = {}
+    for name, (policy, config, source) in methods.items():
+        kwargs = algorithm_setup(config).env_kwargs
+        own, other = gym.make(config.env, **kwargs), gym.make(env_id, **kwargs)
+        try:
+            same = (
+                own.observation_space == other.observation_space
+                and own.action_space == other.action_space
+                and set(own.unwrapped.sample_tasks(1)[0]) == set(other.unwrapped.sample_tasks(1)[0])
+            )
+        finally:
+            own.close()
+            other.close()
+        if not same:
+            raise ConfigError(
+                f"--env {env_id}: its observations, actions or tasks differ from those of "
+                f"{config.env}, which {name}'s policy was trained on"
+            )
+        moved[name] = (policy, dataclasses.replace(config, env=env_id), f"{source}, on {env_id}")
+    return moved

@@ -202,3 +202,40 @@ def test_evaluated_episodes_say_what_each_return_is_made_of():
         assert len(terms) >= 2  # forward and control
         np.testing.assert_allclose(np.sum(terms, axis=0), returns, rtol=1e-4, atol=1e-4)
     assert len(set(means["reward_forward"])) == 1  # the oracle: one policy at every step
+
+
+ANT_VEL = Path(__file__).parents[1] / "benchmarks" / "runs" / "ant_vel" / "checkpoint.pt"
+
+
+@pytest.mark.skipif(not ANT_VEL.exists(), reason="the committed AntVel run")
+def test_eval_on_another_env_runs_every_episode_to_the_horizon(tmp_path, capsys):
+    """`metarl eval --env metarl/AntVelNoTermination-v0` of the committed AntVel-v0 policy:
+    the same held-out task, but no episode ends before the horizon, while on AntVel-v0
+    the same policy's episodes end early (131 steps on average in README's evaluation)."""
+    lengths = {}
+    for env in (None, "metarl/AntVelNoTermination-v0"):
+        out = tmp_path / str(env).replace("/", "_")
+        args = ["eval", str(ANT_VEL), "--tasks", "1", "--steps", "1", "--rollouts", "4"]
+        args += ["--no-progress", "--out", str(out)] + (["--env", env] if env else [])
+        assert main(args) == 0, capsys.readouterr().err
+        document = json.loads((out / "eval.json").read_text())
+        assert document["env"] == (env or "metarl/AntVel-v0")
+        lengths[env] = document["methods"]["maml"]["episode_means"]["episode_length"]
+    assert lengths["metarl/AntVelNoTermination-v0"] == [200.0, 200.0]
+    assert min(lengths[None]) < 200.0
+
+
+@pytest.mark.parametrize(
+    "env, why",
+    [
+        ("metarl/AntDir-v0", "observations, actions or tasks differ"),  # direction tasks
+        ("metarl/HalfCheetahVel-v0", "observations, actions or tasks differ"),
+        ("metarl/Ant-v9", "is not a metarl env"),
+    ],
+)
+@pytest.mark.skipif(not ANT_VEL.exists(), reason="the committed AntVel run")
+def test_eval_refuses_an_env_whose_spaces_or_tasks_differ(env, why, tmp_path, capsys):
+    args = ["eval", str(ANT_VEL), "--env", env, "--tasks", "1", "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert why in capsys.readouterr().err
+    assert not (tmp_path / "eval.json").exists()
