@@ -113,6 +113,16 @@ def selected(runs: list[Run], only: str) -> list[Run]:
     return [r for r in runs if not names or r.name in names or r.group in names]
 
 
+def selected_groups(groups: dict, only: str) -> dict:
+    """The groups `--only` names (every group without it); an unknown name stops the command."""
+    names = list(filter(None, only.split(",")))
+    unknown = [n for n in names if n not in groups]
+    if unknown:
+        known = ", ".join(groups)
+        raise SystemExit(f"--only: no group named {', '.join(unknown)}; groups: {known}")
+    return {g: v for g, v in groups.items() if not names or g in names}
+
+
 def train(args) -> None:
     """Start or resume runs, --jobs at a time, until done or --hours have passed."""
     _, runs = load_runs()
@@ -163,9 +173,7 @@ def status(args) -> None:
 def evaluate(args) -> None:
     """`metarl eval` of each selected group whose runs are finished (or --partial)."""
     groups, runs = load_runs()
-    for group in groups:
-        if args.only and group not in args.only.split(","):
-            continue
+    for group in selected_groups(groups, args.only):
         members = {r.algorithm: r for r in runs if r.group == group}
         missing = [r.name for r in members.values() if not (r.run_dir / "best.pt").exists()]
         unfinished = [r.name for r in members.values() if not r.finished()]
@@ -226,7 +234,8 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("train", "status", "eval", "report"):
         command = commands.add_parser(name)
-        command.add_argument("--only", default="", help="comma-separated run or group names")
+        names = "run or group names" if name in ("train", "status") else "group names"
+        command.add_argument("--only", default="", help=f"comma-separated {names}")
         if name == "train":
             command.add_argument("--hours", type=float, required=True, help="wall-clock budget")
             command.add_argument("--jobs", type=int, default=2, help="runs at a time")
@@ -241,7 +250,8 @@ def main() -> None:
     if args.command == "report":
         from locomotion_report import report
 
-        report(README, RESULTS, DOCS, load_runs())
+        groups, runs = load_runs()
+        report(README, RESULTS, DOCS, (selected_groups(groups, args.only), runs))
         return
     {"train": train, "status": status, "eval": evaluate}[args.command](args)
 

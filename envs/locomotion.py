@@ -197,7 +197,7 @@ class HalfCheetahTaskEnv(LocomotionMixin, HalfCheetahEnv):
 class AntTaskEnv(LocomotionMixin, AntEnv):
     """Ant-v5 whose forward reward is the task's; terminates when unhealthy.
 
-    reward = reward_forward + reward_survive (+1 while healthy, the paper's alive bonus)
+    reward = reward_forward + reward_survive (+1 while healthy: Gymnasium's; the paper's is 0.05)
     + reward_ctrl (-0.005 * |a|^2, the paper's weight) + reward_contact
     (-5e-4 * |clipped external contact forces|^2). The observation leaves out the
     contact forces (27 dims, see README). Default task: velocity 1.5 / direction +1.

@@ -59,3 +59,11 @@ def test_the_summary_names_the_checkpoint_it_evaluated(
 
 def test_results_written_before_the_choice_existed_read_as_best_pt():
     assert locomotion_report.evaluated_checkpoint({"best_iteration": 98}) == "best.pt: iteration 98"
+
+
+def test_eval_and_report_take_only_the_groups_named():
+    groups = {"halfcheetah_dir": {}, "ant_dir": {}, "ant_vel": {}}
+    assert list(locomotion.selected_groups(groups, "")) == list(groups)
+    assert list(locomotion.selected_groups(groups, "ant_vel,ant_dir")) == ["ant_dir", "ant_vel"]
+    with pytest.raises(SystemExit, match="no group named ant_dir_oracle"):
+        locomotion.selected_groups(groups, "ant_dir,ant_dir_oracle")  # a run, not a group
