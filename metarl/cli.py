@@ -94,7 +94,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
 
-        if args.baselines or args.rollouts or args.physics_threads or args.env:
+        rl_only = (args.rollouts, args.physics_threads, args.env)
+        if args.baselines or any(value is not None for value in rl_only):
             raise ConfigError(
                 "--baselines, --rollouts, --physics-threads and --env apply to RL checkpoints; a "
                 "supervised baseline is its own run (algorithm: pretrain, oracle, multitask, "

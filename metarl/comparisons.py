@@ -18,12 +18,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import gymnasium as gym
 from torch import nn
 
+import metarl_envs
 from metarl.checkpoints import CheckpointError, load_checkpoint
 from metarl.config import TrainConfig
-from metarl.config_validation import config_from_dict
+from metarl.config_validation import ConfigError, config_from_dict
 from metarl.evaluation import METHODS, random_policy
+from metarl.experiment import algorithm_setup
 from metarl.resuming import BEST, CHECKPOINT, policy_from_checkpoint
 from metarl.trainer import resume, train
 
@@ -204,14 +207,9 @@ def on_env(methods: dict, env_id: str) -> dict:
     own env (`metarl eval --env`), refused (ConfigError) unless `env_id` has, for each
     method (the oracle sees its task), the same observation and action spaces and the same
     kind of tasks: e.g. metarl/AntVelNoTermination-v0 for an AntVel-v0 run."""
-    import gymnasium as gym
-
-    import metarl_envs
-    from metarl.config_validation import ConfigError
-    from metarl.experiment import algorithm_setup
-
     if env_id not in metarl_envs.ALL_ENV_IDS:
-        raise ConfigError(f"--env {env_id!r} is not a metarl env; one of {metarl_envs.ENV_IDS}")
+        listed = [*metarl_envs.ENV_IDS, *metarl_envs.NO_TERMINATION_ENV_IDS]
+        raise ConfigError(f"--env {env_id!r} is not a metarl env; one of {listed} or Meta-World's")
     moved = {}
     for name, (policy, config, source) in methods.items():
         kwargs = algorithm_setup(config).env_kwargs
