@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
@@ -30,6 +31,10 @@ METHOD_STYLES = {
     "oracle": dict(color="black", linestyle="-.", label="oracle"),
     "context": dict(color="tab:purple", linestyle="--", label="context vector"),
 }
+# a run's `algorithm` (its config.yaml) -> its method in an eval.json, so a method keeps
+# its colour in both panels; in the learning panel the line style tells the curves apart
+ALGORITHM_METHODS = {"maml": "maml", "pretrain": "pretrained", "oracle": "oracle"}
+CURVE_STYLES = {"return_pre": ":", "return_post_1": "-", "return_post_2": "--"}
 
 
 class PlotError(ValueError):
@@ -48,21 +53,32 @@ def read_metrics(path: Path) -> dict[str, list[float]]:
     }
 
 
-def collect(inputs: list[Path]) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
-    """(learning curves, adaptation results) named by their input."""
+def run_method(run_dir: Path) -> str | None:
+    """The eval.json method a run directory trained (from its config.yaml), if it says."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return None
+    algorithm = yaml.safe_load(config.read_text()).get("algorithm", "maml")
+    return ALGORITHM_METHODS.get(algorithm)
+
+
+def collect(
+    inputs: list[Path],
+) -> tuple[list[tuple[str, dict, str | None]], list[tuple[str, dict]]]:
+    """(learning curves with their run's method, adaptation results) named by their input."""
     learning, adaptation = [], []
     for path in map(Path, inputs):
         if path.is_dir():
             metrics = path / "metrics.csv"
             if not metrics.is_file():
                 raise PlotError(f"{path}: no metrics.csv (not a run directory)")
-            learning.append((path.name, read_metrics(metrics)))
+            learning.append((path.name, read_metrics(metrics), run_method(path)))
             if (path / "eval.json").is_file():
                 adaptation.append((path.name, json.loads((path / "eval.json").read_text())))
         elif path.suffix == ".json" and path.is_file():
             adaptation.append((path.parent.name, json.loads(path.read_text())))
         elif path.name == "metrics.csv" and path.is_file():
-            learning.append((path.parent.name, read_metrics(path)))
+            learning.append((path.parent.name, read_metrics(path), run_method(path.parent)))
         else:
             raise PlotError(f"{path}: expected a run directory, metrics.csv or eval.json")
     return learning, adaptation
@@ -92,14 +108,18 @@ def curve_label(column: str) -> str:
     return column
 
 
-def plot_learning(axis, learning: list[tuple[str, dict]]) -> None:
-    for name, metrics in learning:
+def plot_learning(axis, learning: list[tuple[str, dict, str | None]]) -> None:
+    """Each run's curves; a run whose method is known (MAML, pretrained, oracle) is drawn
+    in that method's adaptation-panel colour, its curves told apart by line style."""
+    for name, metrics, method in learning:
         x, columns, ylabel = learning_columns(metrics)
         prefix = f"{name}: " if len(learning) > 1 else ""
+        color = METHOD_STYLES[method]["color"] if method and len(learning) > 1 else None
         for column in columns:  # rows without a value (NaN: not measured then) are skipped
             points = [(a, b) for a, b in zip(metrics[x], metrics[column]) if b == b]
             xs, ys = zip(*points)
-            axis.plot(xs, ys, label=f"{prefix}{curve_label(column)}")
+            style = dict(color=color, linestyle=CURVE_STYLES.get(column, "-.")) if color else {}
+            axis.plot(xs, ys, label=f"{prefix}{curve_label(column)}", **style)
     axis.set_xlabel(x.replace("_", " "))
     axis.set_ylabel(ylabel)
     axis.set_title("meta-training")

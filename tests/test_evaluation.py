@@ -161,6 +161,41 @@ def test_plot_reads_supervised_runs_and_evaluations(tmp_path):
     assert struct.unpack(">II", figure.read_bytes()[16:24]) == (1280, 480)
 
 
+def test_plot_gives_a_method_the_same_colour_in_both_panels(tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from metarl.plotting import collect, plot_adaptation, plot_learning
+
+    runs = []
+    for name, algorithm in (("cheetah", "maml"), ("cheetah_pretrain", "pretrain")):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(f"algorithm: {algorithm}\n")
+        post = ",return_post_1" if algorithm == "maml" else ""
+        rows = "\n".join(f"{i},{i * 800},{-9 + i}" + (f",{-8 + i}" if post else "") for i in (1, 2))
+        (run / "metrics.csv").write_text(f"iteration,env_steps,return_pre{post}\n{rows}\n")
+        runs.append(run)
+    methods = {
+        m: {"steps": [0, 1], "mean": [-9.0, -8.0], "ci95": [1.0, 1.0]}
+        for m in ("maml", "pretrained", "random")
+    }
+    (tmp_path / "eval.json").write_text(json.dumps({"env": "x", "methods": methods}))
+    learning, adaptation = collect([*runs, tmp_path / "eval.json"])
+    assert [method for _, _, method in learning] == ["maml", "pretrained"]
+    figure, (left, right) = plt.subplots(1, 2)
+    plot_learning(left, learning)
+    plot_adaptation(right, adaptation)
+    colour = {line.get_label(): to_rgba(line.get_color()) for line in left.lines + right.lines}
+    assert colour["cheetah: before adaptation"] == colour["cheetah: after 1 step(s)"]
+    assert colour["cheetah: before adaptation"] == colour["MAML"]
+    assert colour["cheetah_pretrain: before adaptation"] == colour["pretrained"]
+    assert colour["MAML"] != colour["pretrained"]
+    styles = {line.get_label(): line.get_linestyle() for line in left.lines}
+    assert styles["cheetah: before adaptation"] != styles["cheetah: after 1 step(s)"]
+    plt.close(figure)
+
+
 # ---- committed policies (benchmarks/runs) -----------------------------------------------
 
 
