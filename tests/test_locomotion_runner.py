@@ -22,6 +22,7 @@ def load_benchmark(name):
 
 locomotion = load_benchmark("locomotion")
 locomotion_report = load_benchmark("locomotion_report")
+sigma_pilot = load_benchmark("cheetah_sigma_pilot")
 
 
 def test_a_group_evaluates_best_pt_unless_it_says_last():
@@ -67,3 +68,21 @@ def test_eval_and_report_take_only_the_groups_named():
     assert list(locomotion.selected_groups(groups, "ant_vel,ant_dir")) == ["ant_dir", "ant_vel"]
     with pytest.raises(SystemExit, match="no group named ant_dir_oracle"):
         locomotion.selected_groups(groups, "ant_dir,ant_dir_oracle")  # a run, not a group
+
+
+def test_sigma_pilot_pairs_the_forward_terms_iteration_by_iteration(tmp_path):
+    header = "iteration,reward_forward_pre,reward_forward_post_1,reward_ctrl_pre,log_std\n"
+    for name, shift in (("reference", 0.0), ("pilot", 1.0)):
+        rows = [f"{i},{-i},{2 * i + shift * i},-45,0" for i in range(12)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_text(header + "\n".join(rows) + "\n")
+    reference = sigma_pilot.read(tmp_path / "reference", 10)
+    pilot = sigma_pilot.read(tmp_path / "pilot", 10)
+    assert len(pilot["forward_gain"]) == 10  # iterations 0-9 only
+    assert pilot["forward_gain"].tolist() == [4.0 * i for i in range(10)]  # post - pre
+    mean, half = sigma_pilot.paired(pilot["forward_gain"] - reference["forward_gain"])
+    # differences 0, 1, ..., 9: mean 4.5, sd 3.02765, t(0.975, 9) = 2.262157, n = 10
+    assert mean == pytest.approx(4.5)
+    assert half == pytest.approx(2.262157 * 3.0276504 / 10**0.5, rel=1e-6)
+    with pytest.raises(SystemExit, match="12 of 20 iterations"):
+        sigma_pilot.read(tmp_path / "pilot", 20)
