@@ -20,7 +20,7 @@ from pathlib import Path
 
 from metarl.checkpoints import CheckpointError, load_checkpoint
 from metarl.cli_parser import build_parser
-from metarl.config import TrainConfig
+from metarl.config import EVALUATED_AS, TrainConfig
 from metarl.config_file import read_config_file
 from metarl.config_validation import ConfigError, load_config, parse_overrides
 from metarl.run_dir import RunFileError, writable_dir
@@ -142,9 +142,7 @@ def run_eval(args: argparse.Namespace) -> int:
             f"--device {args.device}: no baseline is trained here, and an RL evaluation adapts "
             "inside the sampler, on CPU"
         )
-    method = {"maml": "maml", "context": "context", "pretrain": "pretrained"}.get(
-        config.algorithm, config.algorithm
-    )
+    method = EVALUATED_AS[config.algorithm]
     methods = {method: (policy, config, describe_checkpoint(path, checkpoint))}
     methods.update(
         baseline_policies(baselines, config, path.parent, not args.no_progress, which, args.device)

@@ -23,14 +23,14 @@ from torch import nn
 
 import metarl_envs
 from metarl.checkpoints import CheckpointError, load_checkpoint
-from metarl.config import TrainConfig
+from metarl.config import EVALUATED_AS, TrainConfig
 from metarl.config_validation import ConfigError, config_from_dict
 from metarl.evaluation import METHODS, random_policy
 from metarl.experiment import algorithm_setup
 from metarl.resuming import BEST, CHECKPOINT, policy_from_checkpoint
 from metarl.trainer import resume, train
 
-TRAINED_BY = {"pretrained": "pretrain", "oracle": "oracle", "context": "context"}
+TRAINED_BY = {method: algorithm for algorithm, method in EVALUATED_AS.items() if method != "maml"}
 CHECKPOINT_CHOICES = {"best": BEST, "last": CHECKPOINT}  # `metarl eval --checkpoint`
 DEFAULT_CHECKPOINT = "best"
 

@@ -25,6 +25,8 @@ from metarl.config_validation import (
 
 HVP_METHODS = ("finite_difference", "finite_difference_central", "exact")
 ALGORITHMS = ("maml", "pretrain", "oracle", "context")
+# each algorithm's policy under its name in an evaluation (`metarl eval`, eval.json)
+EVALUATED_AS = {"maml": "maml", "pretrain": "pretrained", "oracle": "oracle", "context": "context"}
 META_LOG_STD = ("learned", "fixed")  # does the TRPO step update the policy's log_std?
 
 

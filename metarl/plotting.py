@@ -20,6 +20,7 @@ import yaml
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
+from metarl.config import EVALUATED_AS  # noqa: E402
 from metarl.run_dir import writing  # noqa: E402
 
 PANEL_INCHES = (6.4, 4.8)
@@ -31,9 +32,8 @@ METHOD_STYLES = {
     "oracle": dict(color="black", linestyle="-.", label="oracle"),
     "context": dict(color="tab:purple", linestyle="--", label="context vector"),
 }
-# a run's `algorithm` (its config.yaml) -> its method in an eval.json, so a method keeps
-# its colour in both panels; in the learning panel the line style tells the curves apart
-ALGORITHM_METHODS = {"maml": "maml", "pretrain": "pretrained", "oracle": "oracle"}
+# in the learning panel a run takes its method's colour (the method its `algorithm`
+# is evaluated as) and the line style tells its curves apart
 CURVE_STYLES = {"return_pre": ":", "return_post_1": "-", "return_post_2": "--"}
 
 
@@ -59,7 +59,7 @@ def run_method(run_dir: Path) -> str | None:
     if not config.is_file():
         return None
     algorithm = yaml.safe_load(config.read_text()).get("algorithm", "maml")
-    return ALGORITHM_METHODS.get(algorithm)
+    return EVALUATED_AS.get(algorithm)  # none for a supervised-only algorithm (multitask)
 
 
 def collect(
