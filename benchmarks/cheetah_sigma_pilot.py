@@ -4,7 +4,7 @@ A pilot, not a result: it trains the first iterations of the committed HalfCheet
 MAML run again (its config.yaml: same seed, tasks, budget per iteration) with only
 `init_log_std` changed, and compares the two runs iteration by iteration over the
 same iterations. Returns are not comparable across sigmas (the control cost of the
-exploration noise alone is about 0.1 * 6 * sigma^2 per step), so the comparison is
+noise changes with sigma: -0.05 * |clipped action|^2 per step), so the comparison is
 of the forward term (`reward_forward`, per episode): before adaptation, after the
 inner step, and the inner step's gain (after - before), in blocks of 10 iterations
 and paired over all iterations (mean difference ± 95% CI, t over iterations).
@@ -21,48 +21,50 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
-from scipy import stats
+from speed import machine
+
+from metarl.evaluation import mean_and_ci95
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 10
-COLUMNS = ("reward_forward_pre", "reward_forward_post_1", "forward_gain", "reward_ctrl_pre")
+METRICS = ("reward_forward_pre", "reward_forward_post_1", "reward_ctrl_pre", "log_std")
+COMPARED = ("reward_forward_pre", "reward_forward_post_1", "forward_gain", "reward_ctrl_pre")
 
 
 def read(run_dir: Path, iterations: int) -> dict[str, np.ndarray]:
+    """METRICS of iterations 0..iterations-1, and the inner step's forward_gain."""
     with (run_dir / "metrics.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) < iterations]
     if len(rows) < iterations:
         raise SystemExit(f"{run_dir}: {len(rows)} of {iterations} iterations in metrics.csv")
-    values = {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS if c in rows[0]}
+    values = {c: np.array([float(r[c]) for r in rows]) for c in METRICS}
     values["forward_gain"] = values["reward_forward_post_1"] - values["reward_forward_pre"]
-    values["log_std"] = np.array([float(r["log_std"]) for r in rows])
     return values
 
 
-def train_pilot(reference: Path, run_dir: Path, iterations: int, init_log_std: float) -> None:
-    config = yaml.safe_load((reference / "config.yaml").read_text())
+def pilot_minus_reference(pilot: dict, reference: dict) -> dict[str, tuple[float, float]]:
+    """Per COMPARED column: mean and 95% CI half-width of pilot - reference, paired."""
+    return {c: tuple(map(float, mean_and_ci95(pilot[c] - reference[c]))) for c in COMPARED}
+
+
+def train_pilot(config: dict, run_dir: Path, iterations: int, init_log_std: float) -> None:
+    """Start (from the reference's `config`) or resume the pilot run up to `iterations`."""
     metarl = [sys.executable, "-m", "metarl.cli", "train"]
     if (run_dir / "checkpoint.pt").exists():
         command = [*metarl, "--resume", str(run_dir), f"--set=iterations={iterations}"]
     else:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         pilot_config = run_dir.parent / f"{run_dir.name}.yaml"
-        config.update(iterations=iterations, init_log_std=init_log_std)
-        pilot_config.write_text(yaml.safe_dump(config, sort_keys=False))
+        pilot = {**config, "iterations": iterations, "init_log_std": init_log_std}
+        pilot_config.write_text(yaml.safe_dump(pilot, sort_keys=False))
         command = [*metarl, str(pilot_config), "--run-dir", str(run_dir)]
     subprocess.run([*command, "--no-progress"], check=True, cwd=ROOT)
-
-
-def paired(difference: np.ndarray) -> tuple[float, float]:
-    half = stats.t.ppf(0.975, len(difference) - 1) * difference.std(ddof=1)
-    return float(difference.mean()), float(half / np.sqrt(len(difference)))
 
 
 def main() -> None:
@@ -77,10 +79,11 @@ def main() -> None:
         raise SystemExit(f"--iterations must be at least {BLOCK}")
 
     args.reference = args.reference.resolve()
-    train_pilot(args.reference, args.run_dir, args.iterations, args.init_log_std)
-    reference_sigma = yaml.safe_load((args.reference / "config.yaml").read_text())["init_log_std"]
+    config = yaml.safe_load((args.reference / "config.yaml").read_text())
+    train_pilot(config, args.run_dir, args.iterations, args.init_log_std)
+    reference_name = f"init_log_std {config['init_log_std']:g} (committed run)"
     runs = {
-        f"init_log_std {reference_sigma:g} (committed run)": read(args.reference, args.iterations),
+        reference_name: read(args.reference, args.iterations),
         f"init_log_std {args.init_log_std:g} (pilot)": read(args.run_dir, args.iterations),
     }
     blocks = range(0, args.iterations, BLOCK)
@@ -89,7 +92,7 @@ def main() -> None:
         if args.reference.is_relative_to(ROOT)
         else str(args.reference),
         "iterations": args.iterations,
-        "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
+        "machine": machine(),
         "block_means": {},
         "pilot_minus_reference": {},
     }
@@ -102,8 +105,7 @@ def main() -> None:
             print(f"  {column:22s}", " ".join(f"{m:8.2f}" for m in means))
     (_, reference), (_, pilot) = runs.items()
     print(f"pilot - reference, paired over iterations 0-{args.iterations - 1} (mean ± 95% CI):")
-    for column in COLUMNS:
-        mean, half = paired(pilot[column] - reference[column])
+    for column, (mean, half) in pilot_minus_reference(pilot, reference).items():
         result["pilot_minus_reference"][column] = {"mean": mean, "ci95": half}
         print(f"  {column:22s} {mean:+8.2f} ± {half:.2f}")
     if args.output:

@@ -80,7 +80,7 @@ def test_sigma_pilot_pairs_the_forward_terms_iteration_by_iteration(tmp_path):
     pilot = sigma_pilot.read(tmp_path / "pilot", 10)
     assert len(pilot["forward_gain"]) == 10  # iterations 0-9 only
     assert pilot["forward_gain"].tolist() == [4.0 * i for i in range(10)]  # post - pre
-    mean, half = sigma_pilot.paired(pilot["forward_gain"] - reference["forward_gain"])
+    mean, half = sigma_pilot.pilot_minus_reference(pilot, reference)["forward_gain"]
     # differences 0, 1, ..., 9: mean 4.5, sd 3.02765, t(0.975, 9) = 2.262157, n = 10
     assert mean == pytest.approx(4.5)
     assert half == pytest.approx(2.262157 * 3.0276504 / 10**0.5, rel=1e-6)
