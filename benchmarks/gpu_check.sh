@@ -9,7 +9,10 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 MUJOCO_GL=egl
+# Nothing here renders. The device image has no EGL library, and MuJoCo's import catches only
+# an ImportError from its GL backend: with MUJOCO_GL=egl, `import mujoco` fails there
+# (PyOpenGL's AttributeError, seen on the first run of this script, 2026-11-28).
+export PYTHONUNBUFFERED=1 MUJOCO_GL=disable
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \

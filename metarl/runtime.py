@@ -56,7 +56,7 @@ def learner_device(name: str, key: str = "key 'device'") -> torch.device:
             f"{key}: cuda, but torch sees no CUDA device here (a CPU build of torch, "
             "or no GPU); use auto or cpu"
         )
-    if name != "cpu":
+    if name not in ("cpu", "cuda"):
         raise ConfigError(f"{key}: {name!r} is not one of ['auto', 'cpu', 'cuda']")
     return torch.device(name)
 

@@ -132,6 +132,18 @@ def test_device_auto_and_cpu_give_the_same_run_where_auto_is_the_cpu(tmp_path):
     assert all(torch.equal(states[0][n], states[1][n]) for n in states[0])
 
 
+def test_each_device_name_maps_to_its_torch_device_where_cuda_is_seen(monkeypatch):
+    # Where torch sees a GPU, `cuda` is that GPU and `auto` picks it. Checked on any machine
+    # by making torch report one: the first GPU run found `cuda` refused as "not one of
+    # ['auto', 'cpu', 'cuda']" (a check written only for the machine without CUDA).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert learner_device("cuda") == torch.device("cuda")
+    assert learner_device("auto") == torch.device("cuda")
+    assert learner_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="key 'device': 'gpu' is not one of"):
+        learner_device("gpu")
+
+
 @no_cuda
 def test_cuda_without_cuda_is_refused_naming_the_key(tmp_path, capsys):
     with pytest.raises(ConfigError, match="key 'device': cuda, but torch sees no CUDA"):
