@@ -20,7 +20,7 @@ from metarl.checkpoints import load_checkpoint, save_checkpoint
 from metarl.cli import main
 from metarl.config_validation import ConfigError, config_from_dict
 from metarl.experiment import HVP_SUBSAMPLE_STREAM, iteration_tasks, stream_rng
-from metarl.maml_trpo import meta_step
+from metarl.maml_trpo import MetaObjective, meta_step
 from metarl.meta_iteration import Training
 from metarl.metrics import read_rows
 from metarl.policies import policy_params
@@ -40,6 +40,7 @@ from metarl.supervised.problems import (
 from metarl.supervised.tasks import seeded_rng
 from metarl.supervised.trainer import train_supervised
 from metarl.trainer import train
+from metarl.trpo import flatten, hessian_vector_product
 
 ROOT = Path(__file__).resolve().parents[1]
 SINUSOID = str(ROOT / "configs" / "sinusoid.yaml")
@@ -296,9 +297,51 @@ def test_rl_eval_device_is_the_trained_baselines_device(tmp_path, capsys):
     assert "an RL evaluation adapts inside the sampler, on CPU" in capsys.readouterr().out
 
 
+def meta_step_parts(training: Training, batch, device: str) -> list[torch.Tensor]:
+    """pi_old's means, the meta-gradient g and the product (H + damping) g, computed on device."""
+    params = {n: p.detach().to(device) for n, p in policy_params(training.policy).items()}
+    objective = MetaObjective.around(training.policy, params, batch.to(device), training.settings)
+    theta_old = flatten(objective.meta_like)
+    theta = theta_old.clone().requires_grad_()
+    surrogate, _ = objective(theta)
+    gradient = torch.autograd.grad(surrogate, theta)[0]
+    product = hessian_vector_product(objective, theta_old, training.settings)(gradient)
+    return [t.detach().cpu() for t in (objective.old_mean, gradient, product)]
+
+
 @needs_cuda
-def test_an_rl_meta_iteration_on_cuda_matches_the_cpu_within_rounding():
+def test_an_rl_meta_step_on_cuda_matches_the_cpu_up_to_rounding():
+    # What feeds the step (the adapted policies' means, the second-order meta-gradient, a
+    # Hessian-vector product) agrees with the CPU to float32 rounding. The step itself
+    # does not, and is not required to: conjugate gradient with damping 1e-5 on this nearly
+    # singular KL Hessian, then a backtracking line search, amplify rounding. On the CPU a
+    # relative change of 1e-7 in theta (about one float32 ulp) moved this iteration's step
+    # by 20-40% of its size. The first GPU run (H200) found the GPU's step 6% from the CPU's
+    # (0.0045 of 0.074 on the first layer), within that. So the GPU's step is checked as a
+    # trust-region step by the CPU's own measure: the surrogate improves, the KL stays
+    # within max_kl.
     new_params, expected = rl_iteration("cuda")
-    for name, value in expected.items():
-        assert new_params[name].device.type == "cpu"  # handed back to the sampler's policy
-        torch.testing.assert_close(new_params[name], value, rtol=1e-3, atol=1e-4)
+    training = Training(small_navigation_config(device="cpu"))
+    try:
+        batch = training.sampler.sample(
+            policy_params(training.policy), iteration_tasks(training.config, 0), 0
+        )
+    finally:
+        training.close()
+    for cpu, cuda in zip(
+        meta_step_parts(training, batch, "cpu"), meta_step_parts(training, batch, "cuda")
+    ):
+        assert float((cuda - cpu).norm() / cpu.norm()) < 1e-4
+
+    assert all(new_params[name].device.type == "cpu" for name in expected)  # back to the sampler
+    objective = MetaObjective.around(
+        training.policy, policy_params(training.policy), batch, training.settings
+    )
+    with torch.no_grad():
+        before, _ = objective(flatten(objective.meta_like).requires_grad_(), graph=False)
+        after, kl = objective(
+            flatten({n: new_params[n] for n in objective.meta_like}).requires_grad_(), graph=False
+        )
+    assert float(after) < float(before)
+    assert float(kl) <= training.settings.max_kl * (1 + 1e-4)
+    assert any(not torch.equal(new_params[n], policy_params(training.policy)[n]) for n in expected)

@@ -23,6 +23,7 @@ def load_benchmark(name):
 locomotion = load_benchmark("locomotion")
 locomotion_report = load_benchmark("locomotion_report")
 sigma_pilot = load_benchmark("cheetah_sigma_pilot")
+hvp_pilot = load_benchmark("hvp_subsample_pilot")
 
 
 def test_a_group_evaluates_best_pt_unless_it_says_last():
@@ -86,3 +87,33 @@ def test_sigma_pilot_pairs_the_forward_terms_iteration_by_iteration(tmp_path):
     assert half == pytest.approx(2.262157 * 3.0276504 / 10**0.5, rel=1e-6)
     with pytest.raises(SystemExit, match="12 of 20 iterations"):
         sigma_pilot.read(tmp_path / "pilot", 20)
+
+
+def test_hvp_subsample_pilot_compares_blocks_and_the_last_20_common_iterations(tmp_path):
+    header = "iteration,return_post_1,reward_forward_pre,reward_forward_post_1,line_search_steps\n"
+    for name, length, shift in (("full", 25, 1.0), ("sub25", 23, 0.0)):
+        rows = [f"{i},{i + shift * i},0,{i},{2 + shift}" for i in range(length)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_text(header + "\n".join(rows) + "\n")
+    names = ("full", "sub25")
+    result = hvp_pilot.compare(
+        hvp_pilot.read(tmp_path / "full"), hvp_pilot.read(tmp_path / "sub25"), names
+    )
+    assert result["common_iterations"] == 23 and result["blocks"] == ["0-9", "10-19", "20-22"]
+    column = result["return_post_1"]
+    assert column["full_block_means"] == [9.0, 29.0, 42.0]  # 2i averaged over each block
+    assert column["sub25_block_means"] == [4.5, 14.5, 21.0]
+    # full - sub25 = i; the last 20 common iterations are 3..22: mean 12.5, sd 5.91608
+    last = column["full_minus_sub25_last_20"]
+    assert last["mean"] == pytest.approx(12.5)
+    assert last["ci95"] == pytest.approx(2.093024 * 5.9160798 / 20**0.5, rel=1e-6)
+    assert result["line_search_steps"]["full_minus_sub25_all"]["mean"] == pytest.approx(1.0)
+    with pytest.raises(SystemExit, match="the comparison needs 20"):
+        hvp_pilot.compare(
+            hvp_pilot.read(tmp_path / "full"),
+            {k: v[:15] for k, v in hvp_pilot.read(tmp_path / "sub25").items()},
+            names,
+        )
+    (tmp_path / "full" / "metrics.csv").write_text(header + "1,0,0,0,2\n")
+    with pytest.raises(SystemExit, match="does not hold iterations 0, 1, 2"):
+        hvp_pilot.read(tmp_path / "full")
