@@ -109,7 +109,14 @@ def load_runs() -> tuple[dict, list[Run]]:
 
 
 def selected(runs: list[Run], only: str) -> list[Run]:
+    """The runs `--only` names, by run or group name (every run without it); an unknown
+    name stops the command (a typo would otherwise train nothing, or status show nothing)."""
     names = set(filter(None, only.split(",")))
+    known = {r.name for r in runs} | {r.group for r in runs}
+    unknown = sorted(names - known)
+    if unknown:
+        groups = ", ".join(dict.fromkeys(r.group for r in runs))
+        raise SystemExit(f"--only: no run or group named {', '.join(unknown)}; groups: {groups}")
     return [r for r in runs if not names or r.name in names or r.group in names]
 
 

@@ -71,6 +71,20 @@ def test_eval_and_report_take_only_the_groups_named():
         locomotion.selected_groups(groups, "ant_dir,ant_dir_oracle")  # a run, not a group
 
 
+def test_train_and_status_take_the_runs_and_groups_named():
+    _, runs = locomotion.load_runs()
+    names = [r.name for r in locomotion.selected(runs, "ant_vel,halfcheetah_dir_oracle")]
+    assert sorted(names) == [
+        "ant_vel",
+        "ant_vel_oracle",
+        "ant_vel_pretrain",
+        "halfcheetah_dir_oracle",
+    ]
+    assert len(locomotion.selected(runs, "")) == len(runs)
+    with pytest.raises(SystemExit, match="no run or group named halfcheetah_dri"):
+        locomotion.selected(runs, "halfcheetah_dri")  # a typo trained nothing, silently
+
+
 def test_sigma_pilot_pairs_the_forward_terms_iteration_by_iteration(tmp_path):
     header = "iteration,reward_forward_pre,reward_forward_post_1,reward_ctrl_pre,log_std\n"
     for name, shift in (("reference", 0.0), ("pilot", 1.0)):
