@@ -8,16 +8,7 @@
 # a 16-core H200 machine, 2026-11-28; the machine's start comes on top).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
-mkdir -p "$OUT"
-# Nothing here renders. The device image has no EGL library, and MuJoCo's import catches only
-# an ImportError from its GL backend: with MUJOCO_GL=egl, `import mujoco` fails there
-# (PyOpenGL's AttributeError, seen on the first run of this script, 2026-11-28).
-export PYTHONUNBUFFERED=1 MUJOCO_GL=disable
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
-    --target /tmp/site . || exit 1
-export PYTHONPATH=/tmp/site
+source benchmarks/device_env.sh
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     python3 -c "import torch, mujoco; print('torch', torch.__version__, 'cuda', \

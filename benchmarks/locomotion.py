@@ -130,10 +130,28 @@ def selected_groups(groups: dict, only: str) -> dict:
     return {g: v for g, v in groups.items() if not names or g in names}
 
 
+def run_settings(pairs: list[str]) -> dict:
+    """`--set KEY=VALUE` pairs as a dict, each value read as YAML (2 -> int, cuda -> str).
+
+    The trainer takes them on resume only if they are run settings (threads, sampler,
+    device, ...): a setting that defines the result is refused there, naming the key.
+    """
+    settings = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise SystemExit(f"--set: {pair!r} is not KEY=VALUE")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
 def train(args) -> None:
     """Start or resume runs, --jobs at a time, until done or --hours have passed."""
     _, runs = load_runs()
+    extra = run_settings(args.set)
     queue = [r for r in selected(runs, args.only) if not r.finished()]
+    for run in queue:
+        run.run_settings = {**run.run_settings, **extra}
     deadline = time.monotonic() + args.hours * 3600
     active: dict[str, subprocess.Popen] = {}
     logs = RUNS / "logs"
@@ -247,6 +265,13 @@ def main() -> None:
             command.add_argument("--hours", type=float, required=True, help="wall-clock budget")
             command.add_argument("--jobs", type=int, default=2, help="runs at a time")
             command.add_argument("--nice", type=int, default=19, help="priority of the runs")
+            command.add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="a run setting for every run, over the yaml's `run` (e.g. physics_threads=2)",
+            )
         if name == "eval":
             command.add_argument("--partial", action="store_true")
             command.add_argument("--tasks", type=int, default=40)

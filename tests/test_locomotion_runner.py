@@ -85,6 +85,22 @@ def test_train_and_status_take_the_runs_and_groups_named():
         locomotion.selected(runs, "halfcheetah_dri")  # a typo trained nothing, silently
 
 
+def test_train_set_gives_every_run_a_run_setting(tmp_path, monkeypatch):
+    extra = locomotion.run_settings(["physics_threads=2", "device=cuda"])
+    assert extra == {"physics_threads": 2, "device": "cuda"}
+    with pytest.raises(SystemExit, match="'physics_threads' is not KEY=VALUE"):
+        locomotion.run_settings(["physics_threads"])
+    monkeypatch.setattr(locomotion, "RUNS", tmp_path)
+    (tmp_path / "ant_vel").mkdir()
+    (tmp_path / "ant_vel" / "checkpoint.pt").write_bytes(b"")  # a run to resume
+    run = locomotion.Run("ant_vel", "ant_vel", "maml", tmp_path / "c.yaml", {"iterations": 100})
+    run.run_settings = {"sampler": "local", "physics_threads": 1, **extra}
+    command = run.command()
+    assert command[command.index("--resume") + 1] == str(tmp_path / "ant_vel")
+    assert "--set=physics_threads=2" in command and '--set=device="cuda"' in command
+    assert "--set=physics_threads=1" not in command
+
+
 def test_sigma_pilot_pairs_the_forward_terms_iteration_by_iteration(tmp_path):
     header = "iteration,reward_forward_pre,reward_forward_post_1,reward_ctrl_pre,log_std\n"
     for name, shift in (("reference", 0.0), ("pilot", 1.0)):
