@@ -40,6 +40,8 @@ from pathlib import Path
 
 import yaml
 
+from metarl.config_file import ConfigError, parse_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS, RESULTS, DOCS = ROOT / "benchmarks/runs", ROOT / "benchmarks/results", ROOT / "docs"
 EXPERIMENTS = ROOT / "benchmarks/locomotion.yaml"
@@ -130,25 +132,13 @@ def selected_groups(groups: dict, only: str) -> dict:
     return {g: v for g, v in groups.items() if not names or g in names}
 
 
-def run_settings(pairs: list[str]) -> dict:
-    """`--set KEY=VALUE` pairs as a dict, each value read as YAML (2 -> int, cuda -> str).
-
-    The trainer takes them on resume only if they are run settings (threads, sampler,
-    device, ...): a setting that defines the result is refused there, naming the key.
-    """
-    settings = {}
-    for pair in pairs:
-        key, equals, value = pair.partition("=")
-        if not equals or not key:
-            raise SystemExit(f"--set: {pair!r} is not KEY=VALUE")
-        settings[key] = yaml.safe_load(value)
-    return settings
-
-
 def train(args) -> None:
     """Start or resume runs, --jobs at a time, until done or --hours have passed."""
     _, runs = load_runs()
-    extra = run_settings(args.set)
+    try:  # each value read as YAML, as `metarl train --set` reads it; the trainer refuses
+        extra = parse_overrides(args.set)  # on resume a setting that defines the result
+    except ConfigError as error:
+        raise SystemExit(str(error)) from None
     queue = [r for r in selected(runs, args.only) if not r.finished()]
     for run in queue:
         run.run_settings = {**run.run_settings, **extra}

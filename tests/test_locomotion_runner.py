@@ -1,5 +1,6 @@
 """The locomotion runner's choice of checkpoint to evaluate, and what it records of it."""
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -86,10 +87,11 @@ def test_train_and_status_take_the_runs_and_groups_named():
 
 
 def test_train_set_gives_every_run_a_run_setting(tmp_path, monkeypatch):
-    extra = locomotion.run_settings(["physics_threads=2", "device=cuda"])
+    extra = locomotion.parse_overrides(["physics_threads=2", "device=cuda"])
     assert extra == {"physics_threads": 2, "device": "cuda"}
-    with pytest.raises(SystemExit, match="'physics_threads' is not KEY=VALUE"):
-        locomotion.run_settings(["physics_threads"])
+    args = argparse.Namespace(set=["physics_threads"], only="", hours=0.0, jobs=1, nice=0)
+    with pytest.raises(SystemExit, match="--set 'physics_threads': expected key=value"):
+        locomotion.train(args)
     monkeypatch.setattr(locomotion, "RUNS", tmp_path)
     (tmp_path / "ant_vel").mkdir()
     (tmp_path / "ant_vel" / "checkpoint.pt").write_bytes(b"")  # a run to resume
