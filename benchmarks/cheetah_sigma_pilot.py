@@ -53,18 +53,17 @@ def pilot_minus_reference(pilot: dict, reference: dict) -> dict[str, tuple[float
     return {c: tuple(map(float, mean_and_ci95(pilot[c] - reference[c]))) for c in COMPARED}
 
 
-def train_pilot(config: dict, run_dir: Path, iterations: int, init_log_std: float) -> None:
-    """Start (from the reference's `config`) or resume the pilot run up to `iterations`."""
-    metarl = [sys.executable, "-m", "metarl.cli", "train"]
+def pilot_command(config: dict, run_dir: Path, iterations: int, changes: dict) -> list[str]:
+    """`metarl train` that starts (from the reference's `config` with `changes`) or resumes
+    the pilot run in run_dir up to `iterations`; a new run's config is written beside it."""
+    metarl = [sys.executable, "-m", "metarl.cli", "train", "--no-progress"]
     if (run_dir / "checkpoint.pt").exists():
-        command = [*metarl, "--resume", str(run_dir), f"--set=iterations={iterations}"]
-    else:
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        pilot_config = run_dir.parent / f"{run_dir.name}.yaml"
-        pilot = {**config, "iterations": iterations, "init_log_std": init_log_std}
-        pilot_config.write_text(yaml.safe_dump(pilot, sort_keys=False))
-        command = [*metarl, str(pilot_config), "--run-dir", str(run_dir)]
-    subprocess.run([*command, "--no-progress"], check=True, cwd=ROOT)
+        return [*metarl, "--resume", str(run_dir), f"--set=iterations={iterations}"]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    pilot_config = run_dir.parent / f"{run_dir.name}.yaml"
+    pilot = {**config, "iterations": iterations, **changes}
+    pilot_config.write_text(yaml.safe_dump(pilot, sort_keys=False))
+    return [*metarl, str(pilot_config), "--run-dir", str(run_dir)]
 
 
 def main() -> None:
@@ -80,7 +79,9 @@ def main() -> None:
 
     args.reference = args.reference.resolve()
     config = yaml.safe_load((args.reference / "config.yaml").read_text())
-    train_pilot(config, args.run_dir, args.iterations, args.init_log_std)
+    changes = {"init_log_std": args.init_log_std}
+    command = pilot_command(config, args.run_dir, args.iterations, changes)
+    subprocess.run(command, check=True, cwd=ROOT)
     reference_name = f"init_log_std {config['init_log_std']:g} (committed run)"
     runs = {
         reference_name: read(args.reference, args.iterations),

@@ -31,12 +31,12 @@ import argparse
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
-from speed import machine  # benchmarks/ is the script's folder, first on sys.path
+from cheetah_sigma_pilot import pilot_command  # benchmarks/ is first on sys.path
+from speed import machine
 
 from metarl.evaluation import mean_and_ci95
 
@@ -91,20 +91,17 @@ def show(result: dict, names: tuple[str, str]) -> None:
 
 def train(config: dict, run_dir: Path, iterations: int, settings: list[str]) -> None:
     """Start or resume both runs, side by side, up to `iterations`."""
-    metarl = [sys.executable, "-m", "metarl.cli", "train", "--no-progress"]
     extra = [f"--set={s}" for s in settings]
-    processes = []
-    for name, subsample in RUNS.items():
-        directory = run_dir / name
-        if (directory / "checkpoint.pt").exists():
-            command = [*metarl, "--resume", str(directory), f"--set=iterations={iterations}"]
-        else:
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            pilot_config = run_dir / f"{name}.yaml"
-            pilot = {**config, "iterations": iterations, "hvp_subsample": subsample}
-            pilot_config.write_text(yaml.safe_dump(pilot, sort_keys=False))
-            command = [*metarl, str(pilot_config), "--run-dir", str(directory)]
-        processes.append(subprocess.Popen([*command, *extra], cwd=ROOT))
+    processes = [
+        subprocess.Popen(
+            [
+                *pilot_command(config, run_dir / name, iterations, {"hvp_subsample": subsample}),
+                *extra,
+            ],
+            cwd=ROOT,
+        )
+        for name, subsample in RUNS.items()
+    ]
     if any(p.wait() != 0 for p in processes):
         raise SystemExit("a pilot run failed (its output is above)")
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from metarl.checkpoints import save_checkpoint
 
@@ -119,6 +120,19 @@ def test_sigma_pilot_pairs_the_forward_terms_iteration_by_iteration(tmp_path):
     assert half == pytest.approx(2.262157 * 3.0276504 / 10**0.5, rel=1e-6)
     with pytest.raises(SystemExit, match="12 of 20 iterations"):
         sigma_pilot.read(tmp_path / "pilot", 20)
+
+
+def test_a_pilot_starts_from_the_reference_config_with_its_changes_or_resumes(tmp_path):
+    config = {"env": "metarl/HalfCheetahDir-v0", "iterations": 300, "hvp_subsample": 0.25}
+    run_dir = tmp_path / "pilots" / "full"
+    command = sigma_pilot.pilot_command(config, run_dir, 80, {"hvp_subsample": 1.0})
+    written = yaml.safe_load((tmp_path / "pilots" / "full.yaml").read_text())
+    assert written == {**config, "iterations": 80, "hvp_subsample": 1.0}
+    assert command[-3:] == [str(tmp_path / "pilots" / "full.yaml"), "--run-dir", str(run_dir)]
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    command = sigma_pilot.pilot_command(config, run_dir, 90, {"hvp_subsample": 1.0})
+    assert command[-3:] == ["--resume", str(run_dir), "--set=iterations=90"]
 
 
 def test_hvp_subsample_pilot_compares_blocks_and_the_last_20_common_iterations(tmp_path):
