@@ -16,7 +16,7 @@ torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_availab
 'mujoco', mujoco.__version__)"
     nproc
 } 2>&1 | tee "$OUT/machine.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_device.py 2>&1 | tee "$OUT/gpu_tests.log"
+python3 -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_device_rl.py 2>&1 | tee "$OUT/gpu_tests.log"
 python3 benchmarks/meta_iteration.py --only nav-tanh64,cheetah --devices cpu,cuda \
     --iterations 3 --cheetah-iterations 1 --out "$OUT/meta_iteration_gpu.json" 2>&1 \
     | tee "$OUT/meta_iteration_gpu.log"

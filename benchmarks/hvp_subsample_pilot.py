@@ -11,7 +11,7 @@ common iterations.
 
 That interval treats the iterations of one pair of runs as independent samples, and it
 is not a run-to-run interval: two runs of the same settings drift apart after their first
-steps (the meta-step amplifies rounding, tests/test_device.py). `--control RUN` gives the
+steps (the meta-step amplifies rounding, tests/test_device_rl.py). `--control RUN` gives the
 yardstick: a run of the subsampled run's settings that differs from it only in rounding
 (for example the committed run, trained on another machine), compared with it the same
 way. A settings effect smaller than control - sub25 is not shown by the pilot.

@@ -7,12 +7,17 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from metarl.config import TrainConfig
 from metarl.config_validation import config_from_dict
 from metarl.episodes import MetaBatch
 from metarl.metrics import read_rows
+
+# the device tests' markers: GPU-only checks, and the refusals of a machine without CUDA
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal without CUDA")
 
 TIMING_COLUMNS = {"wall_s", "env_steps_per_s"}  # every *_s column is a duration too
 

@@ -1,5 +1,7 @@
 """The `device` key (auto, cpu, cuda) of the supervised module and of `metarl eval`.
 
+RL's learner on each device is tests/test_device_rl.py.
+
 On the CPU a run is bitwise what the plain CPU code computes (the reference loops below
 compose the library's primitives as the trainer did before devices existed); cuda where
 there is none is refused naming the key; checkpoints hold CPU tensors and load on the CPU
@@ -14,16 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import small_navigation_config
+from helpers import needs_cuda, no_cuda
 
 from metarl.checkpoints import load_checkpoint, save_checkpoint
 from metarl.cli import main
 from metarl.config_validation import ConfigError, config_from_dict
-from metarl.experiment import HVP_SUBSAMPLE_STREAM, iteration_tasks, stream_rng
-from metarl.maml_trpo import MetaObjective, meta_step
-from metarl.meta_iteration import Training
 from metarl.metrics import read_rows
-from metarl.policies import policy_params
 from metarl.runtime import learner_device
 from metarl.supervised.comparisons import all_points_loss
 from metarl.supervised.config import SupervisedConfig
@@ -39,13 +37,9 @@ from metarl.supervised.problems import (
 )
 from metarl.supervised.tasks import seeded_rng
 from metarl.supervised.trainer import train_supervised
-from metarl.trainer import train
-from metarl.trpo import flatten, hessian_vector_product
 
 ROOT = Path(__file__).resolve().parents[1]
 SINUSOID = str(ROOT / "configs" / "sinusoid.yaml")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal without CUDA")
 
 
 def tiny(**changes) -> SupervisedConfig:
@@ -255,93 +249,3 @@ def test_an_omniglot_conv_step_on_cuda_matches_the_cpu(tmp_path):
         for d, run in runs.items()
     }
     np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-2)  # cuDNN: TF32 convolutions
-
-
-def rl_iteration(device: str) -> tuple[dict, dict]:
-    """(the trainer's new parameters, the plain CPU meta-step's) of one Navigation2D iteration."""
-    training = Training(small_navigation_config(device=device))
-    try:
-        new_params, _ = training.run_iteration(0)
-        tasks = iteration_tasks(training.config, 0)
-        batch = training.sampler.sample(policy_params(training.policy), tasks, 0)
-    finally:
-        training.close()
-    rng = stream_rng(training.config.seed, HVP_SUBSAMPLE_STREAM, 0)
-    params = policy_params(training.policy)
-    expected, _ = meta_step(training.policy, params, batch, training.settings, rng)
-    return new_params, expected
-
-
-def test_an_rl_meta_iteration_on_the_cpu_is_bitwise_the_plain_cpu_meta_step():
-    new_params, expected = rl_iteration("cpu")
-    for name, value in expected.items():
-        assert new_params[name].device.type == "cpu"
-        assert torch.equal(new_params[name], value), name
-
-
-@no_cuda
-def test_rl_eval_device_is_the_trained_baselines_device(tmp_path, capsys):
-    run = train(small_navigation_config(iterations=1), tmp_path / "nav", show_progress=False)
-    plain = ["eval", str(run), "--checkpoint", "last", "--tasks", "2", "--steps", "1"]
-    plain += ["--rollouts", "2", "--no-progress"]
-    evaluate = [*plain, "--baselines", "pretrained"]
-    assert main([*evaluate, "--device", "cuda"]) == 2
-    assert "--device: cuda, but torch sees no CUDA device" in capsys.readouterr().err
-    assert not (run / "baselines").exists()  # refused before any training
-
-    assert main([*evaluate, "--device", "cpu"]) == 0
-    baseline = load_checkpoint(run / "baselines" / "pretrained" / "checkpoint.pt")
-    assert baseline["config"]["device"] == "cpu" and baseline["config"]["algorithm"] == "pretrain"
-    capsys.readouterr()
-    assert main([*plain, "--device", "cpu"]) == 0  # nothing on the learner: a note says so
-    assert "an RL evaluation adapts inside the sampler, on CPU" in capsys.readouterr().out
-
-
-def meta_step_parts(training: Training, batch, device: str) -> list[torch.Tensor]:
-    """pi_old's means, the meta-gradient g and the product (H + damping) g, computed on device."""
-    params = {n: p.detach().to(device) for n, p in policy_params(training.policy).items()}
-    objective = MetaObjective.around(training.policy, params, batch.to(device), training.settings)
-    theta_old = flatten(objective.meta_like)
-    theta = theta_old.clone().requires_grad_()
-    surrogate, _ = objective(theta)
-    gradient = torch.autograd.grad(surrogate, theta)[0]
-    product = hessian_vector_product(objective, theta_old, training.settings)(gradient)
-    return [t.detach().cpu() for t in (objective.old_mean, gradient, product)]
-
-
-@needs_cuda
-def test_an_rl_meta_step_on_cuda_matches_the_cpu_up_to_rounding():
-    # What feeds the step (the adapted policies' means, the second-order meta-gradient, a
-    # Hessian-vector product) agrees with the CPU to float32 rounding. The step itself
-    # does not, and is not required to: conjugate gradient with damping 1e-5 on this nearly
-    # singular KL Hessian, then a backtracking line search, amplify rounding. On the CPU a
-    # relative change of 1e-7 in theta (about one float32 ulp) moved this iteration's step
-    # by 20-40% of its size. The first GPU run (H200) found the GPU's step 6% from the CPU's
-    # (0.0045 of 0.074 on the first layer), within that. So the GPU's step is checked as a
-    # trust-region step by the CPU's own measure: the surrogate improves, the KL stays
-    # within max_kl.
-    new_params, expected = rl_iteration("cuda")
-    training = Training(small_navigation_config(device="cpu"))
-    try:
-        batch = training.sampler.sample(
-            policy_params(training.policy), iteration_tasks(training.config, 0), 0
-        )
-    finally:
-        training.close()
-    for cpu, cuda in zip(
-        meta_step_parts(training, batch, "cpu"), meta_step_parts(training, batch, "cuda")
-    ):
-        assert float((cuda - cpu).norm() / cpu.norm()) < 1e-4
-
-    assert all(new_params[name].device.type == "cpu" for name in expected)  # back to the sampler
-    objective = MetaObjective.around(
-        training.policy, policy_params(training.policy), batch, training.settings
-    )
-    with torch.no_grad():
-        before, _ = objective(flatten(objective.meta_like).requires_grad_(), graph=False)
-        after, kl = objective(
-            flatten({n: new_params[n] for n in objective.meta_like}).requires_grad_(), graph=False
-        )
-    assert float(after) < float(before)
-    assert float(kl) <= training.settings.max_kl * (1 + 1e-4)
-    assert any(not torch.equal(new_params[n], policy_params(training.policy)[n]) for n in expected)
