@@ -19,7 +19,6 @@ The pilot run (in --run-dir, not committed) resumes if it exists.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import yaml
 from speed import machine
 
 from metarl.evaluation import mean_and_ci95
+from metarl.metrics import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 10
@@ -39,8 +39,8 @@ COMPARED = ("reward_forward_pre", "reward_forward_post_1", "forward_gain", "rewa
 
 def read(run_dir: Path, iterations: int) -> dict[str, np.ndarray]:
     """METRICS of iterations 0..iterations-1, and the inner step's forward_gain."""
-    with (run_dir / "metrics.csv").open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) < iterations]
+    _, rows = read_rows(run_dir / "metrics.csv")
+    rows = [r for r in rows if int(r["iteration"]) < iterations]
     if len(rows) < iterations:
         raise SystemExit(f"{run_dir}: {len(rows)} of {iterations} iterations in metrics.csv")
     values = {c: np.array([float(r[c]) for r in rows]) for c in METRICS}

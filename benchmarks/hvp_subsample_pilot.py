@@ -28,7 +28,6 @@ what they hold (a folder with a metrics.csv is enough).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 from pathlib import Path
@@ -39,6 +38,7 @@ from cheetah_sigma_pilot import pilot_command  # benchmarks/ is first on sys.pat
 from speed import machine
 
 from metarl.evaluation import mean_and_ci95
+from metarl.metrics import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 10
@@ -48,8 +48,7 @@ COLUMNS = ("return_post_1", "reward_forward_pre", "reward_forward_post_1", "line
 
 def read(run_dir: Path) -> dict[str, np.ndarray]:
     """COLUMNS of every iteration in run_dir/metrics.csv (in order, from iteration 0)."""
-    with (run_dir / "metrics.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    _, rows = read_rows(run_dir / "metrics.csv")
     if [int(r["iteration"]) for r in rows] != list(range(len(rows))):
         raise SystemExit(f"{run_dir}: metrics.csv does not hold iterations 0, 1, 2, ... in order")
     return {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}
