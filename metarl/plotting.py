@@ -10,7 +10,6 @@ own panel, 6.4 x 4.8 inches at 100 dpi.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from metarl.config import EVALUATED_AS  # noqa: E402
+from metarl.metrics import read_rows  # noqa: E402
 from metarl.run_dir import writing  # noqa: E402
 
 PANEL_INCHES = (6.4, 4.8)
@@ -42,14 +42,15 @@ class PlotError(ValueError):
 
 
 def read_metrics(path: Path) -> dict[str, list[float]]:
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    """metarl's metrics.csv reader: a row cut off by a killed writer (a run being plotted
+    while it trains) is skipped."""
+    columns, rows = read_rows(path)
     if not rows:
         raise PlotError(f"{path}: no rows yet")
     # an empty cell is a column added after that row was logged (a newer metarl): NaN
     return {
         column: [float(row[column]) if row[column] != "" else float("nan") for row in rows]
-        for column in rows[0]
+        for column in columns
     }
 
 
@@ -100,9 +101,11 @@ def learning_columns(metrics: dict[str, list[float]]) -> tuple[str, list[str], s
     return x, losses, "loss"
 
 
-def curve_label(column: str) -> str:
+def curve_label(column: str, method: str | None = None) -> str:
+    """A curve's legend; a baseline run (pretrained, oracle, context) has no inner step, so
+    its return_pre is its training return, not a return "before adaptation"."""
     if column == "return_pre":
-        return "before adaptation"
+        return "before adaptation" if method in (None, "maml") else "training return"
     if column.startswith("return_post_"):
         return f"after {column.removeprefix('return_post_')} step(s)"
     return column
@@ -119,7 +122,7 @@ def plot_learning(axis, learning: list[tuple[str, dict, str | None]]) -> None:
             points = [(a, b) for a, b in zip(metrics[x], metrics[column]) if b == b]
             xs, ys = zip(*points)
             style = dict(color=color, linestyle=CURVE_STYLES.get(column, "-.")) if color else {}
-            axis.plot(xs, ys, label=f"{prefix}{curve_label(column)}", **style)
+            axis.plot(xs, ys, label=f"{prefix}{curve_label(column, method)}", **style)
     axis.set_xlabel(x.replace("_", " "))
     axis.set_ylabel(ylabel)
     axis.set_title("meta-training")

@@ -189,11 +189,23 @@ def test_plot_gives_a_method_the_same_colour_in_both_panels(tmp_path):
     colour = {line.get_label(): to_rgba(line.get_color()) for line in left.lines + right.lines}
     assert colour["cheetah: before adaptation"] == colour["cheetah: after 1 step(s)"]
     assert colour["cheetah: before adaptation"] == colour["MAML"]
-    assert colour["cheetah_pretrain: before adaptation"] == colour["pretrained"]
+    assert colour["cheetah_pretrain: training return"] == colour["pretrained"]
     assert colour["MAML"] != colour["pretrained"]
     styles = {line.get_label(): line.get_linestyle() for line in left.lines}
     assert styles["cheetah: before adaptation"] != styles["cheetah: after 1 step(s)"]
     plt.close(figure)
+
+
+def test_plot_reads_a_metrics_file_whose_last_row_was_cut_off_by_a_killed_writer(tmp_path):
+    from metarl.plotting import read_metrics
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("iteration,env_steps,return_pre\n0,800,-9.5\n1,1600,-8.25\n2,24")
+    assert read_metrics(metrics) == {
+        "iteration": [0.0, 1.0],
+        "env_steps": [800.0, 1600.0],
+        "return_pre": [-9.5, -8.25],
+    }
 
 
 # ---- committed policies (benchmarks/runs) -----------------------------------------------
