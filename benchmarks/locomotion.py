@@ -14,7 +14,8 @@ Resume is exact, so a run carried over many stops equals one straight run.
     python benchmarks/locomotion.py eval [--only GROUP,...] [--partial] [--physics-threads N]
         `metarl eval` of a group's best.pt (or each run's last parameters, where the
         group says `checkpoint: last`) against pretrained, random and oracle
-        (40 held-out tasks, 0-3 steps) into benchmarks/results/GROUP_eval.json
+        (40 held-out tasks, 0-3 steps) into benchmarks/results/GROUP_eval.json, and a
+        copy per stage of the budget into benchmarks/results/stages/
         (with N physics threads: the same numbers, faster on N free cores);
         --partial evaluates runs that have not finished their iterations (the report
         then says how far they got)
@@ -209,8 +210,12 @@ def evaluate(args) -> None:
             subprocess.run(command, check=True, cwd=ROOT)
             document = json.loads((Path(out) / "eval.json").read_text())
         document["runs"] = {k: run_summary(r, which) for k, r in members.items()}
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{group}_eval.json").write_text(json.dumps(document, indent=2) + "\n")
+        from locomotion_report import stage_name
+
+        text = json.dumps(document, indent=2) + "\n"
+        (RESULTS / "stages").mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{group}_eval.json").write_text(text)
+        (RESULTS / "stages" / stage_name(group, document)).write_text(text)  # kept per stage
 
 
 def checkpoint_choice(group: dict) -> str:

@@ -3,7 +3,9 @@
 Used by `python benchmarks/locomotion.py report`. Each group's table goes between the
 README's `<!-- locomotion:GROUP -->` and `<!-- /locomotion:GROUP -->` markers, with the
 budget every run was trained with; its figure (learning curves of the group's runs and
-the adaptation curves of the evaluation) is docs/GROUP.png.
+the adaptation curves of the evaluation) is docs/GROUP.png. Every evaluation is also kept
+as a stage, benchmarks/results/stages/GROUP_ITERATIONS_CHECKPOINT.json, and a group
+evaluated at two or more stages gets a table of its returns after one step at each.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def report(readme: Path, results: Path, docs: Path, groups_and_runs) -> None:
         if not has_section(text, f"locomotion:{group}"):
             print(f"{group}: README has no <!-- locomotion:{group} --> marker; table not written")
             continue
-        text = replace_section(text, f"locomotion:{group}", table)
+        stages = stages_table(spec, sorted((results / "stages").glob(f"{group}_[0-9]*.json")))
+        text = replace_section(text, f"locomotion:{group}", "\n".join([table, *stages]))
         print(f"{group}: README table and {figure.relative_to(root)} written")
     readme.write_text(text)
 
@@ -155,3 +158,55 @@ def paper_label(key: str) -> str:
     if key.startswith("post_"):
         return f"MAML after {key.removeprefix('post_')} step(s)"
     return key
+
+
+def stage_name(group: str, document: dict) -> str:
+    """The stage file of an evaluation: its group, MAML's iterations done, the checkpoint
+    evaluated (halfcheetah_vel_0300_checkpoint.json)."""
+    maml = document["runs"]["maml"]
+    checkpoint = maml.get("evaluated_checkpoint", "best.pt").removesuffix(".pt")
+    return f"{group}_{maml['iterations_done']:04d}_{checkpoint}.json"
+
+
+def stages_table(spec: dict, paths: list[Path]) -> list[str]:
+    """After one step, held-out, at each stage of a group's budget (two stages or more)."""
+    if len(paths) < 2:
+        return []
+    documents = [json.loads(p.read_text()) for p in paths]
+    headers = []
+    for document in documents:
+        run = document["runs"]["maml"]
+        headers.append(
+            f"{run['iterations_done']} it. ({run.get('evaluated_checkpoint', 'best.pt')})"
+        )
+    lines = [
+        "After one step at each stage of the budget, held-out, mean ± 95% CI "
+        "(`benchmarks/results/stages/`; each stage's own runs and checkpoints):",
+        "",
+        "| after 1 step | " + " | ".join(headers) + " | paper |",
+        "|---|" + "---|" * (len(documents) + 1),
+    ]
+    paper = spec.get("paper", {})
+    names = {"maml": "MAML", "pretrained": "pretrained", "oracle": "oracle"}
+    for method, name in names.items():
+        cells = []
+        for document in documents:
+            result = document["methods"][method]
+            step = min(1, len(result["mean"]) - 1)  # the oracle is not adapted: one column
+            cells.append(f"{result['mean'][step]:.1f} ± {result['ci95'][step]:.1f}")
+        reference = {"maml": paper.get("post_1"), "oracle": paper.get("oracle")}.get(method)
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {'' if reference is None else reference} |"
+        )
+    cells = []
+    for document in documents:
+        methods = document["methods"]
+        if not methods["maml"].get("per_task") or not methods["pretrained"].get("per_task"):
+            cells.append("–")
+            continue
+        mean, half = paired_differences(
+            methods["maml"]["per_task"], methods["pretrained"]["per_task"]
+        )
+        cells.append(f"{mean[1]:+.1f} ± {half[1]:.1f}")
+    lines.append("| MAML − pretrained (paired) | " + " | ".join(cells) + " | |")
+    return ["", *lines]

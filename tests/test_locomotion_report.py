@@ -51,3 +51,47 @@ def test_episode_table_shows_length_and_forward_term_where_recorded():
     ]
     del methods["oracle"]["episode_means"]  # results from before the field existed: no table
     assert locomotion_report.episode_table({"methods": methods}, {}) == []
+
+
+def stage_document(iterations: int, checkpoint: str | None, shift: float) -> dict:
+    per_task = {
+        "maml": [[0.0, 5.0 + shift], [0.0, 9.0 + shift], [0.0, 4.0 + shift]],
+        "pretrained": [[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]],
+        "oracle": [[7.0, 7.0], [8.0, 8.0], [9.0, 9.0]],
+    }
+    methods = {}
+    for method, rows in per_task.items():
+        mean, half = locomotion_report.mean_and_ci95(rows)
+        methods[method] = {"mean": list(mean), "ci95": list(half), "per_task": rows}
+    maml = {"iterations_done": iterations}
+    if checkpoint:  # results written before the choice existed evaluated best.pt
+        maml |= {"evaluated_checkpoint": checkpoint}
+    return {"methods": methods, "runs": {"maml": maml}}
+
+
+def test_each_stage_is_kept_under_its_iterations_and_checkpoint(tmp_path):
+    name = locomotion_report.stage_name
+    assert name("halfcheetah_vel", stage_document(300, "checkpoint.pt", 0)) == (
+        "halfcheetah_vel_0300_checkpoint.json"
+    )
+    assert name("ant_dir", stage_document(60, None, 0)) == "ant_dir_0060_best.json"
+
+
+def test_stages_table_by_hand(tmp_path):
+    paths = []
+    for iterations, checkpoint, shift in ((60, None, 0.0), (100, "checkpoint.pt", 3.0)):
+        document = stage_document(iterations, checkpoint, shift)
+        paths.append(tmp_path / locomotion_report.stage_name("g", document))
+        paths[-1].write_text(locomotion_report.json.dumps(document))
+    spec = {"paper": {"post_1": 300, "oracle": 400}}
+    rows = locomotion_report.stages_table(spec, paths)
+    # MAML after one step, per task [5, 9, 4]: 6 ± t(0.975, 2) * sqrt(7) / sqrt(3) = 6.0 ± 6.6,
+    # then 9.0 ± 6.6; MAML − pretrained per task: [4, 7, 1] (sd 3: ± 7.5), then [7, 10, 4]
+    assert rows[-4:] == [
+        "| MAML | 6.0 ± 6.6 | 9.0 ± 6.6 | 300 |",
+        "| pretrained | 2.0 ± 2.5 | 2.0 ± 2.5 |  |",
+        "| oracle | 8.0 ± 2.5 | 8.0 ± 2.5 | 400 |",
+        "| MAML − pretrained (paired) | +4.0 ± 7.5 | +7.0 ± 7.5 | |",
+    ]
+    assert rows[-6] == "| after 1 step | 60 it. (best.pt) | 100 it. (checkpoint.pt) | paper |"
+    assert locomotion_report.stages_table(spec, paths[:1]) == []  # one stage: no table
