@@ -80,6 +80,7 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
             "",
             *paired,
             *episode_table(document, names),
+            *task_table(document, names),
             f"The paper (Figure 5, read off the plot, H = 200): {paper or 'no value read'}.",
             "",
             f"![{spec['title']}: learning and adaptation curves]({figure})",
@@ -143,6 +144,47 @@ def episode_table(document: dict, names: dict) -> list[str]:
             f"{n:.0f} / {f:.1f}" for n, f in zip(means["episode_length"], means["reward_forward"])
         )
         lines.append(f"| {names.get(method, method)} | {cells} |")
+    return [*lines, ""]
+
+
+def task_groups(values: np.ndarray, bins: int = 4) -> list[tuple[str, np.ndarray]]:
+    """(label, task indices) of each group of held-out tasks: one per value where there are
+    at most `bins` values (a direction), else `bins` groups of equal count by value."""
+    distinct = np.unique(values)
+    if len(distinct) <= bins:
+        return [(f"{v:g}", np.flatnonzero(values == v)) for v in distinct]
+    order = np.argsort(values, kind="stable")
+    return [
+        (f"{values[part[0]]:.2f} to {values[part[-1]]:.2f}", np.sort(part))
+        for part in np.array_split(order, bins)
+    ]
+
+
+def task_table(document: dict, names: dict) -> list[str]:
+    """Mean return before → after one step, by the task's parameter (results that record
+    their tasks, each task a single number: a direction, a goal velocity)."""
+    tasks = document.get("task_parameters")
+    if (
+        not tasks
+        or len(tasks[0]) != 1
+        or not isinstance(next(iter(tasks[0].values())), int | float)
+    ):
+        return []
+    key = next(iter(tasks[0]))
+    groups = task_groups(np.array([task[key] for task in tasks], dtype=float))
+    lines = [
+        f"By task: mean return before → after one step, the held-out tasks grouped by `{key}`:",
+        "",
+        "| method | " + " | ".join(f"{label} ({len(i)} tasks)" for label, i in groups) + " |",
+        "|---|" + "---|" * len(groups),
+    ]
+    for method, result in document["methods"].items():
+        returns = np.asarray(result["per_task"], dtype=float)
+        if result["adapted"]:
+            cells = [f"{returns[i, 0].mean():.1f} → {returns[i, 1].mean():.1f}" for _, i in groups]
+        else:
+            cells = [f"{returns[i, 0].mean():.1f}" for _, i in groups]
+        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

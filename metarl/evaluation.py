@@ -61,6 +61,7 @@ class AdaptationCurve:
     # "episode_length" and each reward term -> [K + 1] means over all evaluated episodes:
     # what a return is made of (a shorter episode, a better forward term, ...)
     episode_means: dict[str, list[float]] = field(default_factory=dict)
+    tasks: list = field(default_factory=list)  # the held-out tasks, in per_task's order
 
     @property
     def adapted(self) -> bool:
@@ -197,7 +198,9 @@ def evaluate_method(
         success = None if success is None else np.repeat(success, steps + 1, axis=1)
         means = {name: values * (steps + 1) for name, values in means.items()}
     per_task_success = None if success is None else success.tolist()
-    return AdaptationCurve(method, sizes, returns.tolist(), source, per_task_success, means)
+    return AdaptationCurve(
+        method, sizes, returns.tolist(), source, per_task_success, means, tasks=list(tasks)
+    )
 
 
 def random_policy(config: TrainConfig) -> nn.Module:

@@ -46,6 +46,8 @@ def write_results(
         "seed": settings.seed,
         "methods": methods,
     }
+    if curves and plain_parameters(curves[0].tasks):  # e.g. {"velocity": 1.46}, per task
+        document["task_parameters"] = curves[0].tasks
     json_path, csv_path = out_dir / "eval.json", out_dir / "eval.csv"
     write_text_file(json_path, json.dumps(document, indent=2))
     with writing(csv_path), csv_path.open("w", newline="") as handle:
@@ -53,6 +55,21 @@ def write_results(
         writer.writerow(["method", "step", "mean_return", "ci95_low", "ci95_high", "success_rate"])
         writer.writerows(rows)
     return json_path, csv_path
+
+
+def plain_parameters(tasks: list) -> bool:
+    """Whether each task is a dict of numbers or lists of numbers (the locomotion and
+    navigation envs), which eval.json records; Meta-World's (an env name and its
+    serialized task) are not recorded."""
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    return all(
+        isinstance(task, dict)
+        and all(number(v) or (isinstance(v, list) and all(map(number, v))) for v in task.values())
+        for task in tasks
+    )
 
 
 def format_table(curves: list[AdaptationCurve]) -> str:

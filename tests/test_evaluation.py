@@ -17,6 +17,7 @@ from helpers import metrics_without_timings as metrics
 
 from metarl.checkpoints import load_checkpoint
 from metarl.cli import main
+from metarl.experiment import held_out_tasks
 from metarl.trainer import train
 
 
@@ -44,7 +45,18 @@ def test_eval_adaptation_beats_no_adaptation_and_oracle_is_not_adapted(
     assert "step 0" in printed and "oracle" in printed
 
     document = json.loads((out / "eval.json").read_text())
-    assert set(document) == {"env", "tasks", "steps", "rollouts", "seed", "methods"}
+    assert set(document) == {
+        "env",
+        "tasks",
+        "steps",
+        "rollouts",
+        "seed",
+        "methods",
+        "task_parameters",
+    }
+    # the held-out tasks, in per_task's order: the goals of the evaluation's seed stream
+    assert document["task_parameters"] == held_out_tasks(small_config().env, 12, 0)
+    assert all(len(task["goal"]) == 2 for task in document["task_parameters"])
     assert set(document["methods"]) == {"maml", "oracle"}
     for result in document["methods"].values():
         assert set(result) == {

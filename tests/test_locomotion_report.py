@@ -95,3 +95,26 @@ def test_stages_table_by_hand(tmp_path):
     ]
     assert rows[-6] == "| after 1 step | 60 it. (best.pt) | 100 it. (checkpoint.pt) | paper |"
     assert locomotion_report.stages_table(spec, paths[:1]) == []  # one stage: no table
+
+
+def test_task_table_groups_tasks_by_their_parameter_by_hand():
+    directions = locomotion_report.task_groups(np.array([1.0, -1.0, -1.0, 1.0, 1.0]))
+    assert [(label, list(i)) for label, i in directions] == [("-1", [1, 2]), ("1", [0, 3, 4])]
+    goals = locomotion_report.task_groups(np.array([1.5, 0.1, 0.9, 0.2, 1.9, 0.5]), bins=3)
+    assert [(label, list(i)) for label, i in goals] == [
+        ("0.10 to 0.20", [1, 3]),
+        ("0.50 to 0.90", [2, 5]),
+        ("1.50 to 1.90", [0, 4]),
+    ]
+    document = {
+        "task_parameters": [{"direction": d} for d in (1, -1, -1, 1)],
+        "methods": {
+            "maml": {"adapted": True, "per_task": [[-4, 6], [2, 3], [4, 9], [-2, 2]]},
+            "oracle": {"adapted": False, "per_task": [[8, 8], [5, 5], [7, 7], [6, 6]]},
+        },
+    }
+    rows = locomotion_report.task_table(document, {"maml": "MAML"})
+    assert rows[-3:] == ["| MAML | 3.0 → 6.0 | -3.0 → 4.0 |", "| oracle | 6.0 | 7.0 |", ""]
+    assert rows[-5] == "| method | -1 (2 tasks) | 1 (2 tasks) |"
+    del document["task_parameters"]  # results from before the tasks were recorded: no table
+    assert locomotion_report.task_table(document, {}) == []

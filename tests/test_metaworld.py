@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -230,6 +231,7 @@ def test_eval_reports_success_rates(tmp_path):
     assert success.shape == (2, 2) and np.all((success >= 0) & (success <= 1))
     assert np.all(success * 2 == np.round(success * 2))  # fractions of 2 episodes
     json_path, csv_path = write_results(curves, settings, REACH, tmp_path)
+    assert "task_parameters" not in json.loads(json_path.read_text())  # serialized, not recorded
     rows = list(csv.DictReader(open(csv_path)))
     assert [float(r["success_rate"]) for r in rows] == pytest.approx(success.mean(0).tolist())
 
