@@ -10,13 +10,17 @@ evaluated at two or more stages gets a table of its returns after one step at ea
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from readme_markers import has_section, replace_section  # benchmarks/ is on sys.path
 
 from metarl.evaluation import mean_and_ci95
+from metarl.metrics import read_rows
 from metarl.plotting import plot
 
 
@@ -33,7 +37,9 @@ def report(readme: Path, results: Path, docs: Path, groups_and_runs) -> None:
         members = [
             r.run_dir for r in runs if r.group == group and (r.run_dir / "metrics.csv").exists()
         ]
-        figure = plot([*members, path], docs / f"{group}.png")
+        with tempfile.TemporaryDirectory() as scratch:
+            curves = evaluated_curves(members, document, root, Path(scratch))
+            figure = plot([*curves, path], docs / f"{group}.png")
         table = results_table(spec, document, figure.relative_to(root))
         if not has_section(text, f"locomotion:{group}"):
             print(f"{group}: README has no <!-- locomotion:{group} --> marker; table not written")
@@ -42,6 +48,28 @@ def report(readme: Path, results: Path, docs: Path, groups_and_runs) -> None:
         text = replace_section(text, f"locomotion:{group}", "\n".join([table, *stages]))
         print(f"{group}: README table and {figure.relative_to(root)} written")
     readme.write_text(text)
+
+
+def evaluated_curves(run_dirs: list[Path], document: dict, root: Path, scratch: Path) -> list:
+    """Each run's learning curve up to the iterations its evaluation saw: copies of the run
+    directories (config.yaml, the metrics rows of iterations < iterations_done) in `scratch`,
+    so that a run trained on after its evaluation does not draw past it."""
+    done = {run["run_dir"]: run["iterations_done"] for run in document["runs"].values()}
+    copies = []
+    for run_dir in run_dirs:
+        limit = done.get(str(run_dir.relative_to(root)))
+        if limit is None:
+            continue  # not in this evaluation
+        copy = scratch / run_dir.name
+        copy.mkdir()
+        shutil.copy(run_dir / "config.yaml", copy / "config.yaml")
+        columns, rows = read_rows(run_dir / "metrics.csv")
+        with (copy / "metrics.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            writer.writerows(row for row in rows if int(row["iteration"]) < limit)
+        copies.append(copy)
+    return copies
 
 
 def results_table(spec: dict, document: dict, figure: Path) -> str:

@@ -118,3 +118,26 @@ def test_task_table_groups_tasks_by_their_parameter_by_hand():
     assert rows[-5] == "| method | -1 (2 tasks) | 1 (2 tasks) |"
     del document["task_parameters"]  # results from before the tasks were recorded: no table
     assert locomotion_report.task_table(document, {}) == []
+
+
+def test_the_figure_draws_each_run_only_up_to_the_iterations_its_evaluation_saw(tmp_path):
+    root = tmp_path / "repo"
+    run_dir = root / "benchmarks/runs/cheetah"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("algorithm: maml\n")
+    rows = "".join(f"{i},{-9 + i}\n" for i in range(5))
+    (run_dir / "metrics.csv").write_text(f"iteration,return_pre\n{rows}5,-4")  # 5: cut off
+    other = root / "benchmarks/runs/other"  # a run of another evaluation: left out
+    other.mkdir()
+    document = {"runs": {"maml": {"run_dir": "benchmarks/runs/cheetah", "iterations_done": 3}}}
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    copies = locomotion_report.evaluated_curves([run_dir, other], document, root, scratch)
+    assert copies == [scratch / "cheetah"]
+    assert (copies[0] / "config.yaml").read_text() == "algorithm: maml\n"
+    assert (copies[0] / "metrics.csv").read_text().splitlines() == [
+        "iteration,return_pre",
+        "0,-9",
+        "1,-8",
+        "2,-7",
+    ]
