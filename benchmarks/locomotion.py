@@ -188,6 +188,8 @@ def status(args) -> None:
 
 def evaluate(args) -> None:
     """`metarl eval` of each selected group whose runs are finished (or --partial)."""
+    from locomotion_report import stage_name  # (imports matplotlib: only where needed)
+
     groups, runs = load_runs()
     for group in selected_groups(groups, args.only):
         members = {r.algorithm: r for r in runs if r.group == group}
@@ -210,8 +212,6 @@ def evaluate(args) -> None:
             subprocess.run(command, check=True, cwd=ROOT)
             document = json.loads((Path(out) / "eval.json").read_text())
         document["runs"] = {k: run_summary(r, which) for k, r in members.items()}
-        from locomotion_report import stage_name
-
         text = json.dumps(document, indent=2) + "\n"
         (RESULTS / "stages").mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{group}_eval.json").write_text(text)

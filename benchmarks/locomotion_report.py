@@ -117,10 +117,17 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
 
 
 def evaluated_checkpoint(run: dict) -> str:
-    """'best.pt: iteration 98'; results written before the choice existed evaluated best.pt."""
-    if "evaluated_checkpoint" not in run:
-        return f"best.pt: iteration {run['best_iteration']}"
-    return f"{run['evaluated_checkpoint']}: iteration {run['evaluated_iteration']}"
+    """'best.pt: iteration 98'."""
+    iteration = (
+        run["evaluated_iteration"] if "evaluated_iteration" in run else run["best_iteration"]
+    )
+    return f"{checkpoint_file(run)}: iteration {iteration}"
+
+
+def checkpoint_file(run: dict) -> str:
+    """The file a run's evaluation used; results written before the choice existed
+    evaluated best.pt."""
+    return run.get("evaluated_checkpoint", "best.pt")
 
 
 def paired_differences(maml: list, other: list) -> tuple[np.ndarray, np.ndarray]:
@@ -234,7 +241,7 @@ def stage_name(group: str, document: dict) -> str:
     """The stage file of an evaluation: its group, MAML's iterations done, the checkpoint
     evaluated (halfcheetah_vel_0300_checkpoint.json)."""
     maml = document["runs"]["maml"]
-    checkpoint = maml.get("evaluated_checkpoint", "best.pt").removesuffix(".pt")
+    checkpoint = checkpoint_file(maml).removesuffix(".pt")
     return f"{group}_{maml['iterations_done']:04d}_{checkpoint}.json"
 
 
@@ -246,9 +253,7 @@ def stages_table(spec: dict, paths: list[Path]) -> list[str]:
     headers = []
     for document in documents:
         run = document["runs"]["maml"]
-        headers.append(
-            f"{run['iterations_done']} it. ({run.get('evaluated_checkpoint', 'best.pt')})"
-        )
+        headers.append(f"{run['iterations_done']} it. ({checkpoint_file(run)})")
     lines = [
         "After one step at each stage of the budget, held-out, mean ± 95% CI "
         "(`benchmarks/results/stages/`; each stage's own runs and checkpoints):",
@@ -262,7 +267,7 @@ def stages_table(spec: dict, paths: list[Path]) -> list[str]:
         cells = []
         for document in documents:
             result = document["methods"][method]
-            step = min(1, len(result["mean"]) - 1)  # the oracle is not adapted: one column
+            step = min(1, len(result["mean"]) - 1)  # an evaluation of 0 steps: its only column
             cells.append(f"{result['mean'][step]:.1f} ± {result['ci95'][step]:.1f}")
         reference = {"maml": paper.get("post_1"), "oracle": paper.get("oracle")}.get(method)
         lines.append(
