@@ -24,6 +24,7 @@ from metarl.config import EVALUATED_AS, TrainConfig
 from metarl.config_file import read_config_file
 from metarl.config_validation import ConfigError, load_config, parse_overrides
 from metarl.run_dir import RunFileError, writable_dir
+from metarl.runtime import ignore_stops_if_stopping, stop_process_on_signals
 
 
 def is_supervised_config(path: str | Path) -> bool:
@@ -254,5 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(stop, "exit_code", 130)  # 143 after SIGTERM (metarl.runtime.StopRequested)
 
 
+def run() -> None:
+    """The `metarl` command: `main` in a process whose stop signals end it cleanly."""
+    stop_process_on_signals()
+    code = main()
+    ignore_stops_if_stopping()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

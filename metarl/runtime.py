@@ -136,6 +136,26 @@ class _Deferral:
     depth = 0  # signals_deferred() sections the main thread is in
     pending: int | None = None  # the stop signal that arrived inside one
     requested: int | None = None  # the stop signal stop_on_signals' handler took, raised or not
+    taken: int | None = None  # the first stop any handler took in this process; never cleared
+
+
+def _take_stop(signal_number: int) -> None:
+    """A handler takes a stop: note it, and raise it unless a deferred section is running."""
+    _Deferral.requested = signal_number
+    if _Deferral.taken is None:
+        _Deferral.taken = signal_number
+    if _Deferral.depth:  # inside signals_deferred(): raised when that section ends
+        _Deferral.pending = signal_number
+        return
+    raise StopRequested(signal_number)
+
+
+def _note_repeat(signal_number: int, doing: str) -> None:
+    print(
+        f"\n{signal.Signals(signal_number).name} again: already stopping, {doing}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def raise_lost_stop() -> None:
@@ -187,19 +207,10 @@ def stop_on_signals(already_stopping: bool = False) -> Iterator[None]:
     def handler(signal_number, frame):
         nonlocal stopping
         if stopping:
-            print(
-                f"\n{signal.Signals(signal_number).name} again: already stopping, "
-                "writing the checkpoint",
-                file=sys.stderr,
-                flush=True,
-            )
+            _note_repeat(signal_number, "writing the checkpoint")
             return
         stopping = True
-        _Deferral.requested = signal_number
-        if _Deferral.depth:  # inside signals_deferred(): raised when that section ends
-            _Deferral.pending = signal_number
-            return
-        raise StopRequested(signal_number)
+        _take_stop(signal_number)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     requested, _Deferral.requested = _Deferral.requested, None  # cleanup: nothing to re-raise
@@ -209,3 +220,35 @@ def stop_on_signals(already_stopping: bool = False) -> Iterator[None]:
         _Deferral.requested = requested
         for number, old in previous.items():
             signal.signal(number, old)
+
+
+def stop_process_on_signals() -> None:
+    """A command-line process's own handlers, under those `stop_on_signals` sets and restores.
+
+    Until a stop is taken, SIGINT and SIGTERM raise `StopRequested` (SIGTERM too, so
+    that it ends a command as Ctrl-C does); after one, anywhere in the process, they
+    are noted and ignored. Without this, `stop_on_signals` restores the default
+    handlers as the stop leaves the trainer, and a repeated SIGTERM landing in the
+    milliseconds before exit killed the process (exit -15 instead of 130 or 143).
+    Never restored: call it once, at the start of a process that ends with the command.
+    """
+
+    def handler(signal_number, frame):
+        if _Deferral.taken is not None:
+            _note_repeat(signal_number, "exiting")
+            return
+        _take_stop(signal_number)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, handler)
+
+
+def ignore_stops_if_stopping() -> None:
+    """After a stop, ignore further signals outright, for the interpreter's shutdown.
+
+    Python resets its handlers to the default while it finalizes, which would let one
+    more SIGTERM kill a process that has already stopped cleanly; ignored handlers stay.
+    """
+    if _Deferral.taken is not None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)

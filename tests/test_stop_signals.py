@@ -120,3 +120,46 @@ def test_a_stop_signal_inside_a_deferred_section_is_raised_when_it_ends():
         time.sleep(1)
         finished.append("not reached")
     assert finished == ["the section"]
+
+
+STOP_THEN_SIGNAL_AGAIN = """
+import os, signal, sys, time
+from metarl.runtime import StopRequested, ignore_stops_if_stopping, stop_on_signals
+from metarl.runtime import stop_process_on_signals
+if sys.argv[1] == "command":
+    stop_process_on_signals()
+try:
+    with stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+except StopRequested as stop:
+    code = stop.exit_code
+# the stop has left the trainer's handlers: a repeat lands on whatever they restored
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.05)
+ignore_stops_if_stopping()
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(0.05)
+print("exited on its own", flush=True)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("process", ["command", "library"])
+def test_a_signal_repeated_after_the_stop_left_the_trainer_does_not_kill_a_command(process):
+    """The CI once saw `metarl train` die by SIGTERM (-15) after writing its checkpoint: the
+    third of three signals landed after stop_on_signals had restored the default handlers.
+    A command's own process handlers (`metarl.cli.run`) note repeats instead; a library
+    caller keeps its handlers (here the default: the repeat kills, as before)."""
+    run = subprocess.run(
+        [sys.executable, "-c", STOP_THEN_SIGNAL_AGAIN, process],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if process == "command":
+        assert run.returncode == 143, run.stderr
+        assert "exited on its own" in run.stdout and "Traceback" not in run.stderr
+        assert "SIGTERM again: already stopping, exiting" in run.stderr
+    else:
+        assert run.returncode == -signal.SIGTERM
