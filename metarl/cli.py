@@ -251,7 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a full disk, a read-only folder: the last checkpoint stays
         print(f"metarl: error: {os_error_message(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as stop:  # the trainer has written its checkpoint and said so
+    except KeyboardInterrupt as stop:  # a trainer has written its checkpoint and said so
+        if not getattr(stop, "reported", False):  # a stop before training, or in eval/render/plot
+            reason = getattr(stop, "reason", "interrupted")
+            what = {
+                "train": " before training started; no checkpoint written",
+                "eval": "; no results written",
+            }.get(args.command, "")
+            print(f"\nmetarl {args.command}: {reason}{what}", file=sys.stderr)
         return getattr(stop, "exit_code", 130)  # 143 after SIGTERM (metarl.runtime.StopRequested)
 
 

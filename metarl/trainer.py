@@ -147,6 +147,7 @@ def run_training(
             )
             training.close()
             logger.close()
+        error.reported = True  # the command adds nothing
         raise
     finally:
         progress.close()

@@ -163,3 +163,35 @@ def test_a_signal_repeated_after_the_stop_left_the_trainer_does_not_kill_a_comma
         assert "SIGTERM again: already stopping, exiting" in run.stderr
     else:
         assert run.returncode == -signal.SIGTERM
+
+
+def test_a_stopped_evaluation_says_so_and_writes_nothing(tmp_path):
+    """SIGTERM used to kill `metarl eval` outright (exit -15) and Ctrl-C ended it silently;
+    both now end it with the first signal's code and a line saying nothing was written."""
+    run_dir = tmp_path / "run"
+    overrides = ["--set", "iterations=1", "--set", "meta_batch_size=2", "--set", "horizon=10"]
+    train_args = ["train", str(ROOT / "configs/navigation.yaml"), *overrides]
+    assert main([*train_args, "--run-dir", str(run_dir), "--no-progress"]) == 0
+    out_dir = tmp_path / "results"
+    command = [sys.executable, "-m", "metarl.cli", "eval", str(run_dir), "--tasks", "5000"]
+    run = subprocess.Popen(
+        [*command, "--steps", "3", "--no-progress", "--out", str(out_dir)],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in run.stdout:  # the evaluation has started
+            if line.startswith("evaluating maml on"):
+                break
+        os.kill(run.pid, signal.SIGTERM)
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "metarl eval: stopped by SIGTERM; no results written" in err
+    assert not (out_dir / "eval.json").exists()

@@ -258,6 +258,7 @@ def _train(
             print(
                 f"\n{getattr(stop, 'reason', 'interrupted')}; {kept} (for metarl eval)", flush=True
             )
+            stop.reported = True  # the command adds nothing
         raise
     finally:
         progress.close()
