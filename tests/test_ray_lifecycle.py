@@ -182,3 +182,24 @@ def test_a_killed_driver_leaves_no_ray_processes(tmp_path):
             run.wait()
         stop_processes(process_tree(groups={run.pid}) - {run.pid})
     assert not left, f"Ray processes alive 10 s after the driver was killed: {names}"
+
+
+def test_starting_a_local_ray_keeps_the_commands_sigterm_handler(tmp_path):
+    """`ray.init` installs a SIGTERM handler that exits with code 15: a SIGTERM while a Ray
+    run started, or repeated after its stop, ended `metarl train` with 15 and no message.
+    The handler the command installed (metarl.runtime.stop_process_on_signals) stays."""
+    from metarl.sampling.ray_cluster import connect
+
+    def commands_handler(signal_number, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, commands_handler)
+    try:
+        connection = connect(None, tmp_path / "ray-logs", dashboard=False)
+        try:
+            assert connection.owns_ray
+            assert signal.getsignal(signal.SIGTERM) is commands_handler
+        finally:
+            connection.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -13,8 +13,12 @@ shutting it down.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +74,8 @@ def connect(address: str | None, log_dir: Path | None, dashboard: bool) -> Conne
         temp_dir, link = local_temp_dir(log_dir)
         driver_log = DriverLog(None if log_dir is None else Path(log_dir) / "ray")
         try:
-            ray.init(address="local", include_dashboard=dashboard, _temp_dir=temp_dir, **quiet)
+            with _callers_sigterm_handler_kept():
+                ray.init(address="local", include_dashboard=dashboard, _temp_dir=temp_dir, **quiet)
         except BaseException:
             driver_log.close()
             raise
@@ -79,7 +84,8 @@ def connect(address: str | None, log_dir: Path | None, dashboard: bool) -> Conne
         return Connection(True, link, driver_log, raylets, Reaper(processes))
     check_reachable(address)
     try:
-        ray.init(address=address, **quiet)
+        with _callers_sigterm_handler_kept():
+            ray.init(address=address, **quiet)
     except ConnectionError as error:  # not a Ray GCS, or it refused us (token authentication)
         raise SamplingError(
             f"ray_address {address!r}: {error}. Check the address; a cluster started "
@@ -87,6 +93,24 @@ def connect(address: str | None, log_dir: Path | None, dashboard: bool) -> Conne
             "it the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
         ) from None
     return Connection(owns_ray=True)
+
+
+@contextmanager
+def _callers_sigterm_handler_kept() -> Iterator[None]:
+    """Keep a SIGTERM handler the caller installed (the `metarl` command's) over `ray.init`.
+
+    `ray.init` installs its own, `sys.exit(15)`: a SIGTERM while the run starts, or
+    repeated after the trainer's stop, then ended the command with exit code 15 and
+    no message. Without a caller's handler (the default), Ray's stays: it exits
+    through Python, so Ray is shut down, where the default would kill the driver.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _name(process: psutil.Process) -> str:
