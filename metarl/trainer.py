@@ -31,7 +31,7 @@ from metarl.policies import GaussianMLPPolicy, Params
 from metarl.progress import TrainingProgress, sampler_ready, start_block
 from metarl.resuming import BEST, CHECKPOINT, TrainingState, checkpoint_payload, resume_point
 from metarl.run_dir import RunDirLock, existing_run_dir, new_run_dir, write_text_file
-from metarl.runtime import raise_lost_stop, stop_on_signals
+from metarl.runtime import StopRequested, raise_lost_stop, stop_on_signals
 
 
 def train(config: TrainConfig, run_dir: Path, show_progress: bool = True) -> Path:
@@ -157,9 +157,8 @@ def run_training(
 
 
 def _stop_reason(error: BaseException) -> str:
-    signal_number = getattr(error, "signal_number", None)
-    if signal_number is not None:
-        return {2: "interrupted (Ctrl-C)", 15: "stopped by SIGTERM"}.get(signal_number, "stopped")
+    if isinstance(error, StopRequested):
+        return error.reason
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     return f"stopped by an error ({type(error).__name__})"
