@@ -107,6 +107,7 @@ def results_table(spec: dict, document: dict, figure: Path) -> str:
             *lines,
             "",
             *paired,
+            *term_table(document),
             *episode_table(document, names),
             *task_table(document, names),
             f"The paper (Figure 5, read off the plot, H = 200): {paper or 'no value read'}.",
@@ -157,6 +158,32 @@ def paired_table(document: dict) -> list[str]:
         mean, half = paired_differences(maml, methods[other]["per_task"])
         cells = " | ".join(f"{m:+.1f} ± {h:.1f}" for m, h in zip(mean, half))
         lines.append(f"| MAML − {other} | {cells} |")
+    return [*lines, ""]
+
+
+def term_table(document: dict, step: int = 1) -> list[str]:
+    """Rows of MAML minus each adapted baseline after `step` steps, paired over the same
+    tasks, for the return and each of its reward terms (results that record them)."""
+    methods = document["methods"]
+    others = [m for m in ("pretrained", "random") if m in methods]
+    if not others or not all(methods[m].get("per_task_terms") for m in ["maml", *others]):
+        return []
+    terms = list(methods["maml"]["per_task_terms"])
+    lines = [
+        f"The same after {step} step{'s' if step != 1 else ''}, split into the reward terms "
+        "that make up the return (per episode):",
+        "",
+        "| difference | return | " + " | ".join(f"`{t}`" for t in terms) + " |",
+        "|---|" + "---|" * (len(terms) + 1),
+    ]
+    for other in others:
+        pairs = [(methods["maml"]["per_task"], methods[other]["per_task"])]
+        pairs += [tuple(methods[m]["per_task_terms"][t] for m in ("maml", other)) for t in terms]
+        cells = []
+        for maml, baseline in pairs:
+            mean, half = paired_differences(maml, baseline)
+            cells.append(f"{mean[step]:+.1f} ± {half[step]:.1f}")
+        lines.append(f"| MAML − {other} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

@@ -62,6 +62,9 @@ class AdaptationCurve:
     # what a return is made of (a shorter episode, a better forward term, ...)
     episode_means: dict[str, list[float]] = field(default_factory=dict)
     tasks: list = field(default_factory=list)  # the held-out tasks, in per_task's order
+    # each reward term -> [tasks][K + 1] mean per-episode sum of each task's rollouts (they
+    # add up to per_task): where two methods differ, task by task
+    per_task_terms: dict[str, list[list[float]]] = field(default_factory=dict)
 
     @property
     def adapted(self) -> bool:
@@ -110,6 +113,14 @@ def episode_means(phases) -> dict[str, list[float]]:
     return means
 
 
+def per_task_terms(phases) -> dict[str, np.ndarray]:
+    """Each reward term's mean per-episode sum of each task's rollouts, [tasks, phases]."""
+    return {
+        name: np.stack([phase.reward_terms[name].mean(-1).numpy() for phase in phases], axis=1)
+        for name in phases[0].reward_terms
+    }
+
+
 def adaptation_outcomes(
     policy: nn.Module,
     config: TrainConfig,
@@ -118,9 +129,9 @@ def adaptation_outcomes(
     rollouts: int,
     seed: int,
     num_envs: int | None = None,
-) -> tuple[np.ndarray, np.ndarray | None, dict[str, list[float]]]:
-    """Mean returns and success rates (None: the env has none), [tasks, K + 1] each, and
-    the episodes' means per step (`episode_means`)."""
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, list[float]], dict[str, np.ndarray]]:
+    """Mean returns and success rates (None: the env has none), [tasks, K + 1] each, the
+    episodes' means per step (`episode_means`) and each reward term per task and step."""
     settings = sampler_settings(config, EVALUATION_STREAM, tuple(step_sizes), rollouts, seed)
     envs = num_envs or max(rollouts, (config.num_envs // rollouts) * rollouts)
     vector_env = make_vector_env(
@@ -133,11 +144,11 @@ def adaptation_outcomes(
     finally:
         vector_env.close()
     returns = np.stack([r.episode_returns().mean(-1).numpy() for r in batch.phases], axis=1)
-    means = episode_means(batch.phases)
+    means, terms = episode_means(batch.phases), per_task_terms(batch.phases)
     if batch.valid.successes is None:
-        return returns, None, means
+        return returns, None, means, terms
     success = np.stack([r.successes.mean(-1).numpy() for r in batch.phases], axis=1)
-    return returns, success, means
+    return returns, success, means, terms
 
 
 def tune_step_size(
@@ -192,14 +203,23 @@ def evaluate_method(
         sizes = []
     else:
         raise ValueError(f"unknown method {method!r}; methods: {list(METHODS)}")
-    returns, success, means = adaptation_outcomes(policy, config, tasks, sizes, rollouts, seed)
+    outcomes = adaptation_outcomes(policy, config, tasks, sizes, rollouts, seed)
+    returns, success, means, terms = outcomes
     if not sizes:  # not adapted: the same policy at every step
         returns = np.repeat(returns, steps + 1, axis=1)
         success = None if success is None else np.repeat(success, steps + 1, axis=1)
         means = {name: values * (steps + 1) for name, values in means.items()}
+        terms = {name: np.repeat(values, steps + 1, axis=1) for name, values in terms.items()}
     per_task_success = None if success is None else success.tolist()
     return AdaptationCurve(
-        method, sizes, returns.tolist(), source, per_task_success, means, tasks=list(tasks)
+        method,
+        sizes,
+        returns.tolist(),
+        source,
+        per_task_success,
+        means,
+        tasks=list(tasks),
+        per_task_terms={name: values.tolist() for name, values in terms.items()},
     )
 
 

@@ -30,6 +30,7 @@ def write_results(
             "source": curve.source,
             "per_task": curve.per_task,
             "episode_means": curve.episode_means,
+            "per_task_terms": curve.per_task_terms,
         }
         success = [""] * len(mean)  # blank for envs without a success flag
         if curve.per_task_success is not None:  # Meta-World: read the success rate

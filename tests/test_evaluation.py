@@ -68,6 +68,7 @@ def test_eval_adaptation_beats_no_adaptation_and_oracle_is_not_adapted(
             "source",
             "per_task",
             "episode_means",
+            "per_task_terms",
         }
         assert result["steps"] == [0, 1, 2]
         assert len(result["per_task"]) == 12 and all(len(r) == 3 for r in result["per_task"])
@@ -76,6 +77,9 @@ def test_eval_adaptation_beats_no_adaptation_and_oracle_is_not_adapted(
         means = result["episode_means"]
         assert set(means) == {"episode_length", "reward_distance"}
         np.testing.assert_allclose(means["reward_distance"], result["mean"], rtol=1e-5)
+        terms = result["per_task_terms"]
+        assert set(terms) == {"reward_distance"}
+        np.testing.assert_allclose(terms["reward_distance"], result["per_task"], rtol=1e-5)
         assert all(0 < n <= 100 for n in means["episode_length"])
     maml_result, oracle_result = document["methods"]["maml"], document["methods"]["oracle"]
     assert maml_result["step_sizes"] == [0.1, 0.05]  # the paper's evaluation step sizes
@@ -260,7 +264,16 @@ def test_evaluated_episodes_say_what_each_return_is_made_of():
         terms = [v for k, v in means.items() if k.startswith("reward_")]
         assert len(terms) >= 2  # forward and control
         np.testing.assert_allclose(np.sum(terms, axis=0), returns, rtol=1e-4, atol=1e-4)
+        # task by task: each task's terms add up to its return, and average to the means
+        by_task = curve.per_task_terms
+        assert set(by_task) == {k for k in means if k.startswith("reward_")}
+        assert np.shape(by_task["reward_forward"]) == (3, 3)
+        total = np.sum([by_task[k] for k in by_task], axis=0)
+        np.testing.assert_allclose(total, curve.per_task, rtol=1e-4, atol=1e-4)
+        for name, values in by_task.items():
+            np.testing.assert_allclose(np.mean(values, axis=0), means[name], rtol=1e-5)
     assert len(set(means["reward_forward"])) == 1  # the oracle: one policy at every step
+    assert np.ptp(curve.per_task_terms["reward_ctrl"], axis=1).max() == 0  # and per task
 
 
 ANT_VEL = Path(__file__).parents[1] / "benchmarks" / "runs" / "ant_vel" / "checkpoint.pt"

@@ -39,6 +39,24 @@ def test_paired_table_rows_follow_the_methods_that_have_per_task_returns():
     assert locomotion_report.paired_table({"methods": {"maml": methods["maml"]}}) == []
 
 
+def test_term_table_splits_the_paired_difference_after_one_step_by_hand():
+    def method(per_task, forward):
+        control = (np.asarray(per_task) - np.asarray(forward)).tolist()
+        terms = {"reward_forward": forward, "reward_ctrl": control}
+        return {"mean": [0, 0], "per_task": per_task, "per_task_terms": terms}
+
+    maml = method([[0.0, 5.0], [0.0, 9.0], [0.0, 4.0]], [[0.0, 6.0], [0.0, 12.0], [0.0, 6.0]])
+    pretrained = method([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]], [[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]])
+    methods = {"maml": maml, "pretrained": pretrained}
+    rows = locomotion_report.term_table({"methods": methods})
+    # after one step: returns differ by [4, 7, 1], forward terms by [5, 10, 3], control
+    # terms by [-1, -3, -2]; t(0.975, 2 dof) * sd / sqrt(3) = 2.484 * sd
+    assert rows[2] == "| difference | return | `reward_forward` | `reward_ctrl` |"
+    assert rows[-2] == "| MAML − pretrained | +4.0 ± 7.5 | +6.0 ± 9.0 | -2.0 ± 2.5 |"
+    del methods["pretrained"]["per_task_terms"]  # results from before the field existed
+    assert locomotion_report.term_table({"methods": methods}) == []
+
+
 def test_episode_table_shows_length_and_forward_term_where_recorded():
     means = {"episode_length": [197.0, 150.4], "reward_forward": [2.46, -30.0]}
     methods = {"maml": {"mean": [0, 0], "episode_means": means},
