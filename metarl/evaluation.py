@@ -177,6 +177,18 @@ def tune_step_size(
     return max(scores, key=scores.get), scores
 
 
+def grid_edge_note(size: float, grid: list[float]) -> str:
+    """A warning where the tuned step size is the grid's smallest or largest: the best
+    size may lie beyond it, and the baseline is then weaker than it could be."""
+    if len(set(grid)) < 2 or min(grid) < size < max(grid):
+        return ""
+    side, beyond = ("smallest", "smaller") if size == min(grid) else ("largest", "larger")
+    return (
+        f"; the {side} size of finetune_step_sizes: a {beyond} one may do better, "
+        "extend the grid to find out"
+    )
+
+
 def evaluate_method(
     method: str,
     policy: nn.Module,
@@ -197,6 +209,7 @@ def evaluate_method(
             f"{method}: fine-tuning step size {size} (mean return over steps 1..{steps}: "
             + ", ".join(f"{k}: {v:.2f}" for k, v in scores.items())
             + ")"
+            + grid_edge_note(size, config.finetune_step_sizes)
         )
         sizes = [size] * steps
     elif method == "oracle":

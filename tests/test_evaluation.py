@@ -311,3 +311,13 @@ def test_eval_refuses_an_env_whose_spaces_or_tasks_differ(env, why, tmp_path, ca
     assert main(args) == 2
     assert why in capsys.readouterr().err
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_a_tuned_step_size_at_the_edge_of_its_grid_is_flagged():
+    from metarl.evaluation import grid_edge_note
+
+    grid = [0.01, 0.1, 1.0]
+    assert grid_edge_note(0.1, grid) == ""
+    assert "smallest" in grid_edge_note(0.01, grid) and "smaller" in grid_edge_note(0.01, grid)
+    assert "largest" in grid_edge_note(1.0, grid) and "larger" in grid_edge_note(1.0, grid)
+    assert grid_edge_note(0.5, [0.5]) == ""  # a grid of one size has no edge to report
