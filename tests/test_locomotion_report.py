@@ -1,4 +1,5 @@
-"""The README's paired comparison of MAML with a baseline, checked by hand."""
+"""The README's locomotion tables (benchmarks/locomotion_report.py, locomotion_tables.py),
+checked by hand."""
 
 import importlib.util
 import math
@@ -14,12 +15,15 @@ spec = importlib.util.spec_from_file_location(
 )
 locomotion_report = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(locomotion_report)
+import locomotion_tables  # noqa: E402  (benchmarks/ is on sys.path, as for the scripts)
+
+from metarl.evaluation import mean_and_ci95  # noqa: E402
 
 
 def test_paired_differences_by_hand():
     maml = [[1.0, 5.0], [2.0, 9.0], [3.0, 4.0]]
     other = [[0.0, 1.0], [2.0, 2.0], [1.0, 3.0]]
-    mean, half = locomotion_report.paired_differences(maml, other)
+    mean, half = locomotion_tables.paired_differences(maml, other)
     # differences per step: [1, 0, 2] and [4, 7, 1]; t(0.975, 2 dof) = 4.302652729749464
     assert np.allclose(mean, [1.0, 4.0])
     assert np.allclose(
@@ -33,10 +37,10 @@ def test_paired_table_rows_follow_the_methods_that_have_per_task_returns():
         "pretrained": {"mean": [0, 0], "per_task": [[0.0, 1.0], [2.0, 2.0], [1.0, 3.0]]},
         "oracle": {"mean": [0, 0], "per_task": [[9.0, 9.0], [9.0, 9.0], [9.0, 9.0]]},
     }
-    rows = locomotion_report.paired_table({"methods": methods})
+    rows = locomotion_tables.paired_table({"methods": methods})
     assert rows[-2] == "| MAML − pretrained | +1.0 ± 2.5 | +4.0 ± 7.5 |"
     assert not any("oracle" in row for row in rows)  # the oracle does not adapt: no pair
-    assert locomotion_report.paired_table({"methods": {"maml": methods["maml"]}}) == []
+    assert locomotion_tables.paired_table({"methods": {"maml": methods["maml"]}}) == []
 
 
 def test_term_table_splits_the_paired_difference_after_one_step_by_hand():
@@ -48,27 +52,27 @@ def test_term_table_splits_the_paired_difference_after_one_step_by_hand():
     maml = method([[0.0, 5.0], [0.0, 9.0], [0.0, 4.0]], [[0.0, 6.0], [0.0, 12.0], [0.0, 6.0]])
     pretrained = method([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]], [[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]])
     methods = {"maml": maml, "pretrained": pretrained}
-    rows = locomotion_report.term_table({"methods": methods})
+    rows = locomotion_tables.term_table({"methods": methods})
     # after one step: returns differ by [4, 7, 1], forward terms by [5, 10, 3], control
     # terms by [-1, -3, -2]; t(0.975, 2 dof) * sd / sqrt(3) = 2.484 * sd
     assert rows[2] == "| difference | return | `reward_forward` | `reward_ctrl` |"
     assert rows[-2] == "| MAML − pretrained | +4.0 ± 7.5 | +6.0 ± 9.0 | -2.0 ± 2.5 |"
     del methods["pretrained"]["per_task_terms"]  # results from before the field existed
-    assert locomotion_report.term_table({"methods": methods}) == []
+    assert locomotion_tables.term_table({"methods": methods}) == []
 
 
 def test_episode_table_shows_length_and_forward_term_where_recorded():
     means = {"episode_length": [197.0, 150.4], "reward_forward": [2.46, -30.0]}
     methods = {"maml": {"mean": [0, 0], "episode_means": means},
                "oracle": {"mean": [0, 0], "episode_means": means}}  # fmt: skip
-    rows = locomotion_report.episode_table({"methods": methods}, {"maml": "MAML"})
+    rows = locomotion_tables.episode_table({"methods": methods}, {"maml": "MAML"})
     assert rows[-3:] == [
         "| MAML | 197 / 2.5 | 150 / -30.0 |",
         "| oracle | 197 / 2.5 | 150 / -30.0 |",
         "",
     ]
     del methods["oracle"]["episode_means"]  # results from before the field existed: no table
-    assert locomotion_report.episode_table({"methods": methods}, {}) == []
+    assert locomotion_tables.episode_table({"methods": methods}, {}) == []
 
 
 def stage_document(iterations: int, checkpoint: str | None, shift: float) -> dict:
@@ -79,7 +83,7 @@ def stage_document(iterations: int, checkpoint: str | None, shift: float) -> dic
     }
     methods = {}
     for method, rows in per_task.items():
-        mean, half = locomotion_report.mean_and_ci95(rows)
+        mean, half = mean_and_ci95(rows)
         methods[method] = {"mean": list(mean), "ci95": list(half), "per_task": rows}
     maml = {"iterations_done": iterations}
     if checkpoint:  # results written before the choice existed evaluated best.pt
@@ -116,9 +120,9 @@ def test_stages_table_by_hand(tmp_path):
 
 
 def test_task_table_groups_tasks_by_their_parameter_by_hand():
-    directions = locomotion_report.task_groups(np.array([1.0, -1.0, -1.0, 1.0, 1.0]))
+    directions = locomotion_tables.task_groups(np.array([1.0, -1.0, -1.0, 1.0, 1.0]))
     assert [(label, list(i)) for label, i in directions] == [("-1", [1, 2]), ("1", [0, 3, 4])]
-    goals = locomotion_report.task_groups(np.array([1.5, 0.1, 0.9, 0.2, 1.9, 0.5]), bins=3)
+    goals = locomotion_tables.task_groups(np.array([1.5, 0.1, 0.9, 0.2, 1.9, 0.5]), bins=3)
     assert [(label, list(i)) for label, i in goals] == [
         ("0.10 to 0.20", [1, 3]),
         ("0.50 to 0.90", [2, 5]),
@@ -131,11 +135,11 @@ def test_task_table_groups_tasks_by_their_parameter_by_hand():
             "oracle": {"adapted": False, "per_task": [[8, 8], [5, 5], [7, 7], [6, 6]]},
         },
     }
-    rows = locomotion_report.task_table(document, {"maml": "MAML"})
+    rows = locomotion_tables.task_table(document, {"maml": "MAML"})
     assert rows[-3:] == ["| MAML | 3.0 → 6.0 | -3.0 → 4.0 |", "| oracle | 6.0 | 7.0 |", ""]
     assert rows[-5] == "| method | -1 (2 tasks) | 1 (2 tasks) |"
     del document["task_parameters"]  # results from before the tasks were recorded: no table
-    assert locomotion_report.task_table(document, {}) == []
+    assert locomotion_tables.task_table(document, {}) == []
 
 
 def test_the_figure_draws_each_run_only_up_to_the_iterations_its_evaluation_saw(tmp_path):
