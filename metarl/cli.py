@@ -95,10 +95,11 @@ def run_eval(args: argparse.Namespace) -> int:
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
 
-        rl_only = (args.rollouts, args.physics_threads, args.env)
+        rl_only = (args.rollouts, args.physics_threads, args.env, args.finetune_step_sizes)
         if args.baselines or any(value is not None for value in rl_only):
             raise ConfigError(
-                "--baselines, --rollouts, --physics-threads and --env apply to RL checkpoints; a "
+                "--baselines, --rollouts, --physics-threads, --finetune-step-sizes and --env "
+                "apply to RL checkpoints; a "
                 "supervised baseline is its own run (algorithm: pretrain, oracle, multitask, "
                 "context): eval its checkpoint"
             )
@@ -124,6 +125,7 @@ def run_eval(args: argparse.Namespace) -> int:
         rollouts=args.rollouts,
         seed=args.seed or 0,
         physics_threads=args.physics_threads,
+        finetune_step_sizes=parse_step_sizes(args.finetune_step_sizes),
     )
     for key in ("tasks", "rollouts", "physics_threads"):
         value = getattr(args, key)
@@ -260,6 +262,18 @@ def main(argv: list[str] | None = None) -> int:
             }.get(args.command, "")
             print(f"\nmetarl {args.command}: {reason}{what}", file=sys.stderr)
         return getattr(stop, "exit_code", 130)  # 143 after SIGTERM (metarl.runtime.StopRequested)
+
+
+def parse_step_sizes(text: str | None) -> list[float] | None:
+    """--finetune-step-sizes 0.002,0.005,0.01 -> [0.002, 0.005, 0.01] (None: not given)."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"--finetune-step-sizes takes comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def run() -> None:

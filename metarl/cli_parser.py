@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the run's physics_threads); the results do not change",
     )
     evaluate.add_argument(
+        "--finetune-step-sizes",
+        default=None,
+        metavar="LIST",
+        help="RL: comma-separated step sizes the pretrained and random baselines' fine-tuning "
+        "is tuned over (default: the run's finetune_step_sizes)",
+    )
+    evaluate.add_argument(
         "--baselines",
         default="",
         metavar="LIST",

@@ -248,6 +248,7 @@ class EvaluationSettings:
     rollouts: int | None = None  # None: the config's rollouts_per_task
     seed: int = 0
     physics_threads: int | None = None  # None: each method's config's (the same results)
+    finetune_step_sizes: list[float] | None = None  # None: each method's config's grid
 
 
 def run_evaluation(
@@ -264,6 +265,8 @@ def run_evaluation(
     for method, (policy, config, source) in methods.items():
         if settings.physics_threads is not None:  # evaluation samples locally, whatever trained
             config = with_physics_threads(config, settings.physics_threads)
+        if settings.finetune_step_sizes is not None:  # validated as the config's own grid
+            config = with_finetune_step_sizes(config, settings.finetune_step_sizes)
         rollouts = settings.rollouts or config.rollouts_per_task
         log(f"evaluating {method} on {len(tasks)} held-out tasks ...")
         with torch.no_grad():
@@ -282,3 +285,11 @@ def with_physics_threads(config: TrainConfig, threads: int) -> TrainConfig:
         )
     except ConfigError as error:
         raise ConfigError(f"--physics-threads {threads}: {error}") from None
+
+
+def with_finetune_step_sizes(config: TrainConfig, sizes: list[float]) -> TrainConfig:
+    """`config` tuning the baselines' fine-tuning step size over `sizes` (ConfigError if bad)."""
+    try:
+        return dataclasses.replace(config, finetune_step_sizes=list(sizes))
+    except ConfigError as error:
+        raise ConfigError(f"--finetune-step-sizes: {error}") from None

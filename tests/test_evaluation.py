@@ -321,3 +321,19 @@ def test_a_tuned_step_size_at_the_edge_of_its_grid_is_flagged():
     assert "smallest" in grid_edge_note(0.01, grid) and "smaller" in grid_edge_note(0.01, grid)
     assert "largest" in grid_edge_note(1.0, grid) and "larger" in grid_edge_note(1.0, grid)
     assert grid_edge_note(0.5, [0.5]) == ""  # a grid of one size has no edge to report
+
+
+def test_eval_tunes_the_baselines_over_a_given_grid_and_refuses_a_bad_one(
+    trained_navigation, tmp_path, capsys
+):
+    maml, _ = trained_navigation
+    args = ["eval", str(maml), "--tasks", "2", "--steps", "1", "--rollouts", "2"]
+    args += ["--no-progress", "--baselines", "random", "--out", str(tmp_path)]
+    assert main([*args, "--finetune-step-sizes", "0.3,0.7"]) == 0
+    tuning = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("random: fine")
+    )
+    assert "0.3: " in tuning and "0.7: " in tuning and "0.01: " not in tuning  # only the grid
+    for bad, why in (("0.1,x", "comma-separated numbers"), ("0.1,-1", "must be > 0")):
+        assert main([*args, "--finetune-step-sizes", bad]) == 2
+        assert why in capsys.readouterr().err
