@@ -263,10 +263,7 @@ def run_evaluation(
     tasks = held_out_tasks(env_id, settings.tasks, settings.seed)
     curves = []
     for method, (policy, config, source) in methods.items():
-        if settings.physics_threads is not None:  # evaluation samples locally, whatever trained
-            config = with_physics_threads(config, settings.physics_threads)
-        if settings.finetune_step_sizes is not None:  # validated as the config's own grid
-            config = with_finetune_step_sizes(config, settings.finetune_step_sizes)
+        config = with_overrides(config, settings)
         rollouts = settings.rollouts or config.rollouts_per_task
         log(f"evaluating {method} on {len(tasks)} held-out tasks ...")
         with torch.no_grad():
@@ -277,19 +274,22 @@ def run_evaluation(
     return curves
 
 
-def with_physics_threads(config: TrainConfig, threads: int) -> TrainConfig:
-    """`config` sampling locally over `threads` physics threads (ConfigError for envs without)."""
-    try:
-        return dataclasses.replace(
-            config, sampler="local", ray_address=None, physics_threads=threads
-        )
-    except ConfigError as error:
-        raise ConfigError(f"--physics-threads {threads}: {error}") from None
+def with_overrides(config: TrainConfig, settings: EvaluationSettings) -> TrainConfig:
+    """`config` with the evaluation's own settings: local sampling over `physics_threads`
+    (evaluation samples locally, whatever trained) and the `finetune_step_sizes` grid, each
+    validated as the config's own (ConfigError naming the option)."""
+    if settings.physics_threads is not None:
+        threads = settings.physics_threads
+        changes = {"sampler": "local", "ray_address": None, "physics_threads": threads}
+        config = _replaced(config, f"--physics-threads {threads}", changes)
+    if settings.finetune_step_sizes is not None:
+        changes = {"finetune_step_sizes": list(settings.finetune_step_sizes)}
+        config = _replaced(config, "--finetune-step-sizes", changes)
+    return config
 
 
-def with_finetune_step_sizes(config: TrainConfig, sizes: list[float]) -> TrainConfig:
-    """`config` tuning the baselines' fine-tuning step size over `sizes` (ConfigError if bad)."""
+def _replaced(config: TrainConfig, option: str, changes: dict) -> TrainConfig:
     try:
-        return dataclasses.replace(config, finetune_step_sizes=list(sizes))
+        return dataclasses.replace(config, **changes)
     except ConfigError as error:
-        raise ConfigError(f"--finetune-step-sizes: {error}") from None
+        raise ConfigError(f"{option}: {error}") from None
