@@ -53,7 +53,7 @@ def term_table(document: dict, step: int = 1) -> list[str]:
         return []
     terms = list(methods["maml"]["per_task_terms"])
     lines = [
-        f"The same after {step} step{'s' if step != 1 else ''}, split into the reward terms "
+        f"The same after {steps_label(step)}, split into the reward terms "
         "that make up the return (per episode):",
         "",
         "| difference | return | " + " | ".join(f"`{t}`" for t in terms) + " |",
@@ -135,4 +135,9 @@ def task_table(document: dict, names: dict) -> list[str]:
 
 def step_columns(steps: int) -> str:
     """'0 steps | 1 step | 2 steps ...', the column names of an adaptation table."""
-    return " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps))
+    return " | ".join(steps_label(k) for k in range(steps))
+
+
+def steps_label(k: int) -> str:
+    """'1 step', '3 steps'."""
+    return f"{k} step{'s' if k != 1 else ''}"
