@@ -40,6 +40,14 @@ NO_TERMINATION_ENV_IDS = ("metarl/AntVelNoTermination-v0", "metarl/AntDirNoTermi
 for _env_id in NO_TERMINATION_ENV_IDS:
     _entry_points, _horizon, _kwargs = _SPECS[_env_id.replace("NoTermination", "")]
     _SPECS[_env_id] = (_entry_points, _horizon, {**_kwargs, "terminate_when_unhealthy": False})
+# The cheetah tasks on the paper's clock: one physics step (0.01 s) per action, as in the
+# paper's code (rllab), so that a 200-step episode is 2 s of simulated time; the v0 ids
+# step Gymnasium's 5 times (0.05 s, 10 s an episode). Same spaces, tasks and reward terms
+# (README, "The paper's clock").
+PAPER_CLOCK_ENV_IDS = ("metarl/HalfCheetahVelPaperClock-v0", "metarl/HalfCheetahDirPaperClock-v0")
+for _env_id in PAPER_CLOCK_ENV_IDS:
+    _entry_points, _horizon, _kwargs = _SPECS[_env_id.replace("PaperClock", "")]
+    _SPECS[_env_id] = (_entry_points, _horizon, {**_kwargs, "frame_skip": 1})
 # the envs whose vector env can step its copies over threads (`physics_threads`)
 PHYSICS_THREADS_ENV_IDS = tuple(i for i, spec in _SPECS.items() if spec[0] in (_CHEETAH, _ANT))
 

@@ -14,6 +14,7 @@ import metarl_envs
 from metarl_envs.locomotion import ANT_TASKS, CHEETAH_TASKS
 
 LOCOMOTION_IDS = [i for i in metarl_envs.ENV_IDS if "Navigation" not in i]
+PAPER_CLOCK_IDS = list(metarl_envs.PAPER_CLOCK_ENV_IDS)
 HORIZONS = {
     "metarl/Navigation2D-v0": 100,
     "metarl/HalfCheetahVel-v0": 200,
@@ -30,11 +31,11 @@ def make(env_id, **kwargs):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("oracle", [False, True])
-@pytest.mark.parametrize("env_id", metarl_envs.ENV_IDS)
+@pytest.mark.parametrize("env_id", [*metarl_envs.ENV_IDS, *PAPER_CLOCK_IDS])
 def test_check_env_passes(env_id, oracle):
     env = make(env_id, oracle=oracle)
     check_env(env.unwrapped, skip_render_check=True)
-    assert env.spec.max_episode_steps == HORIZONS[env_id]
+    assert env.spec.max_episode_steps == HORIZONS[env_id.replace("PaperClock", "")]
 
 
 def test_registered_ids_are_the_five_of_the_design():
@@ -89,7 +90,7 @@ def test_same_seed_same_tasks_and_trajectory(env_id):
     assert tasks_a != tasks_c
 
 
-@pytest.mark.parametrize("env_id", LOCOMOTION_IDS)
+@pytest.mark.parametrize("env_id", [*LOCOMOTION_IDS, *PAPER_CLOCK_IDS])
 def test_locomotion_reward_is_sum_of_terms_and_matches_hand_computation(env_id):
     env = make(env_id).unwrapped
     env.reset(seed=0)
@@ -289,3 +290,39 @@ def test_ant_without_termination_is_v0_until_v0_ends_then_pays_survive_only_when
                 v0_ended_at = t
     assert v0_ended_at is not None and v0_ended_at < 199  # sigma 1 hops out (README)
     assert unhealthy_steps > 0
+
+
+@pytest.mark.parametrize("goal", ["Vel", "Dir"])
+def test_paper_clock_cheetah_steps_the_physics_once_per_action(goal):
+    """HalfCheetahVelPaperClock-v0 / HalfCheetahDirPaperClock-v0: the v0 cheetah with one
+    MuJoCo step (0.01 s) per action, the paper's clock, where v0 takes five (0.05 s).
+    Checked against mujoco.mj_step on a copy of the state: both ids reach exactly the
+    state of their number of physics steps, and the x velocity is over their own dt."""
+    import mujoco
+
+    envs = {
+        1: make(f"metarl/HalfCheetah{goal}PaperClock-v0"),
+        5: make(f"metarl/HalfCheetah{goal}-v0"),
+    }
+    assert envs[1].observation_space == envs[5].observation_space
+    assert envs[1].action_space == envs[5].action_space
+    assert envs[1].spec.max_episode_steps == envs[5].spec.max_episode_steps == 200
+    observations = [env.reset(seed=4)[0] for env in envs.values()]
+    np.testing.assert_array_equal(*observations)  # the same initial state
+    actions = np.random.default_rng(2).uniform(-1.0, 1.0, (10, 6))
+    for frames, env in envs.items():
+        model, data = env.unwrapped.model, env.unwrapped.data
+        assert env.unwrapped.dt == pytest.approx(0.01 * frames, abs=1e-12)
+        reference = mujoco.MjData(model)
+        for action in actions:
+            reference.qpos[:], reference.qvel[:] = data.qpos, data.qvel
+            reference.act[:], reference.time = data.act, data.time
+            reference.qacc_warmstart[:] = data.qacc_warmstart
+            reference.ctrl[:] = action
+            x_before = float(data.qpos[0])
+            mujoco.mj_step(model, reference, frames)
+            _, _, _, _, info = env.step(action)
+            np.testing.assert_array_equal(data.qpos, reference.qpos)
+            np.testing.assert_array_equal(data.qvel, reference.qvel)
+            velocity = (float(data.qpos[0]) - x_before) / (0.01 * frames)
+            assert info["x_velocity"] == pytest.approx(velocity, abs=1e-9)
