@@ -31,23 +31,28 @@ _SPECS = {
 }
 # the paper's task distributions (each has an oracle variant and a reward made of info terms)
 ENV_IDS = tuple(_SPECS)
+
+
+def _add_variants(env_ids: tuple[str, ...], suffix: str, kwargs: dict) -> None:
+    """Register each of `env_ids`, the id without `suffix` plus constructor `kwargs`."""
+    for env_id in env_ids:
+        entry_points, horizon, base_kwargs = _SPECS[env_id.replace(suffix, "")]
+        _SPECS[env_id] = (entry_points, horizon, {**base_kwargs, **kwargs})
+
+
 # The Ant tasks without termination: an episode always lasts the horizon, and the survive
 # bonus is paid only on healthy steps. AntVel-v0 and AntDir-v0 (Gymnasium's and the paper's
 # rule) end an episode when the torso leaves the healthy height range, which on AntVel pays
 # for ending an episode more than 1 m/s off the goal (README). Same spaces, tasks and reward
 # terms as theirs.
 NO_TERMINATION_ENV_IDS = ("metarl/AntVelNoTermination-v0", "metarl/AntDirNoTermination-v0")
-for _env_id in NO_TERMINATION_ENV_IDS:
-    _entry_points, _horizon, _kwargs = _SPECS[_env_id.replace("NoTermination", "")]
-    _SPECS[_env_id] = (_entry_points, _horizon, {**_kwargs, "terminate_when_unhealthy": False})
+_add_variants(NO_TERMINATION_ENV_IDS, "NoTermination", {"terminate_when_unhealthy": False})
 # The cheetah tasks on the paper's clock: one physics step (0.01 s) per action, as in the
 # paper's code (rllab), so that a 200-step episode is 2 s of simulated time; the v0 ids
 # step Gymnasium's 5 times (0.05 s, 10 s an episode). Same spaces, tasks and reward terms
-# (README, "The paper's clock").
+# (README, "HalfCheetah on the paper's clock").
 PAPER_CLOCK_ENV_IDS = ("metarl/HalfCheetahVelPaperClock-v0", "metarl/HalfCheetahDirPaperClock-v0")
-for _env_id in PAPER_CLOCK_ENV_IDS:
-    _entry_points, _horizon, _kwargs = _SPECS[_env_id.replace("PaperClock", "")]
-    _SPECS[_env_id] = (_entry_points, _horizon, {**_kwargs, "frame_skip": 1})
+_add_variants(PAPER_CLOCK_ENV_IDS, "PaperClock", {"frame_skip": 1})
 # the envs whose vector env can step its copies over threads (`physics_threads`)
 PHYSICS_THREADS_ENV_IDS = tuple(i for i, spec in _SPECS.items() if spec[0] in (_CHEETAH, _ANT))
 

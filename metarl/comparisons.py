@@ -208,11 +208,7 @@ def on_env(methods: dict, env_id: str) -> dict:
     method (the oracle sees its task), the same observation and action spaces and the same
     kind of tasks: e.g. metarl/AntVelNoTermination-v0 for an AntVel-v0 run."""
     if env_id not in metarl_envs.ALL_ENV_IDS:
-        listed = [
-            *metarl_envs.ENV_IDS,
-            *metarl_envs.NO_TERMINATION_ENV_IDS,
-            *metarl_envs.PAPER_CLOCK_ENV_IDS,
-        ]
+        listed = [i for i in metarl_envs.ALL_ENV_IDS if i not in metarl_envs.METAWORLD_ENV_IDS]
         raise ConfigError(f"--env {env_id!r} is not a metarl env; one of {listed} or Meta-World's")
     moved = {}
     for name, (policy, config, source) in methods.items():
