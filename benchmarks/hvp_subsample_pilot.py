@@ -23,6 +23,15 @@ way. A settings effect smaller than control - sub25 is not shown by the pilot.
 
 Runs in --run-dir/full and --run-dir/sub25 resume if they exist; `--no-train` compares
 what they hold (a folder with a metrics.csv is enough).
+
+`--fork CHECKPOINT` continues a run from one of its checkpoints instead of starting from
+scratch (a committed run at an earlier iteration: `git show REV:PATH > FILE`): the runs
+resume from it with their `hvp_subsample`, and the comparison starts at its iteration.
+`--sub25 RUN` takes an existing run with the subsampled settings as sub25 instead of
+training one, for example the reference itself when it continued from that checkpoint:
+
+    python benchmarks/hvp_subsample_pilot.py --reference benchmarks/runs/NAME \
+        --fork CHECKPOINT_300 --iterations 400 --sub25 benchmarks/runs/NAME
 """
 
 from __future__ import annotations
@@ -37,8 +46,12 @@ import yaml
 from cheetah_sigma_pilot import pilot_command  # benchmarks/ is first on sys.path
 from speed import machine
 
+from metarl.checkpoints import load_checkpoint, save_checkpoint
+from metarl.config import TrainConfig
+from metarl.config_validation import config_from_dict, config_to_yaml
 from metarl.evaluation import mean_and_ci95
 from metarl.metrics import read_rows
+from metarl.resuming import check_algorithm_version
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 10
@@ -46,12 +59,30 @@ RUNS = {"full": 1.0, "sub25": 0.25}
 COLUMNS = ("return_post_1", "reward_forward_pre", "reward_forward_post_1", "line_search_steps")
 
 
-def read(run_dir: Path) -> dict[str, np.ndarray]:
-    """COLUMNS of every iteration in run_dir/metrics.csv (in order, from iteration 0)."""
+def read(run_dir: Path, start: int = 0) -> dict[str, np.ndarray]:
+    """COLUMNS of the iterations from `start` on in run_dir/metrics.csv (in order)."""
     _, rows = read_rows(run_dir / "metrics.csv")
-    if [int(r["iteration"]) for r in rows] != list(range(len(rows))):
-        raise SystemExit(f"{run_dir}: metrics.csv does not hold iterations 0, 1, 2, ... in order")
+    rows = [r for r in rows if int(r["iteration"]) >= start]
+    if [int(r["iteration"]) for r in rows] != list(range(start, start + len(rows))):
+        raise SystemExit(
+            f"{run_dir}: metrics.csv does not hold iterations {start}, {start + 1}, ... in order"
+        )
     return {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}
+
+
+def fork(checkpoint: Path, run_dir: Path, subsample: float) -> int:
+    """Make run_dir a run that continues `checkpoint` with `hvp_subsample: subsample` (unless
+    run_dir exists already); the checkpoint's iteration, where the comparison starts."""
+    payload = load_checkpoint(checkpoint)
+    iteration = int(payload["state"]["iteration"])
+    if run_dir.exists():
+        return iteration
+    check_algorithm_version(payload, checkpoint)
+    payload["config"]["hvp_subsample"] = subsample
+    config = config_from_dict(TrainConfig, payload["config"], f"{checkpoint} config")
+    save_checkpoint(run_dir / "checkpoint.pt", payload)
+    (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    return iteration
 
 
 def paired(full: np.ndarray, subsampled: np.ndarray) -> dict[str, float]:
@@ -59,13 +90,16 @@ def paired(full: np.ndarray, subsampled: np.ndarray) -> dict[str, float]:
     return {"mean": float(mean), "ci95": float(half)}
 
 
-def compare(first: dict, second: dict, names: tuple[str, str]) -> dict:
-    """Block means of each run and first - second, per block and over the last 20 iterations."""
+def compare(first: dict, second: dict, names: tuple[str, str], start: int = 0) -> dict:
+    """Block means of each run and first - second, per block and over the last 20 iterations.
+
+    The runs' arrays begin at iteration `start` (which only names the blocks)."""
     n = min(len(first[COLUMNS[0]]), len(second[COLUMNS[0]]))
     if n < 2 * BLOCK:
         raise SystemExit(f"the runs have {n} common iterations; the comparison needs {2 * BLOCK}")
     blocks = [(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
-    result: dict = {"common_iterations": n, "blocks": [f"{a}-{b - 1}" for a, b in blocks]}
+    labels = [f"{start + a}-{start + b - 1}" for a, b in blocks]
+    result: dict = {"common_iterations": n, "first_iteration": start, "blocks": labels}
     difference = f"{names[0]}_minus_{names[1]}"
     for column in COLUMNS:
         a, b = first[column][:n], second[column][:n]
@@ -88,8 +122,10 @@ def show(result: dict, names: tuple[str, str]) -> None:
         print(f"{column:22s}" + "".join(f"{c['mean']:+9.2f} ±{c['ci95']:5.2f}" for c in cells))
 
 
-def train(config: dict, run_dir: Path, iterations: int, settings: list[str]) -> None:
-    """Start or resume both runs, side by side, up to `iterations`."""
+def train(
+    config: dict, run_dir: Path, iterations: int, settings: list[str], runs: dict[str, float]
+) -> None:
+    """Start or resume `runs` (name: hvp_subsample), side by side, up to `iterations`."""
     extra = [f"--set={s}" for s in settings]
     processes = [
         subprocess.Popen(
@@ -99,7 +135,7 @@ def train(config: dict, run_dir: Path, iterations: int, settings: list[str]) -> 
             ],
             cwd=ROOT,
         )
-        for name, subsample in RUNS.items()
+        for name, subsample in runs.items()
     ]
     if any(p.wait() != 0 for p in processes):
         raise SystemExit("a pilot run failed (its output is above)")
@@ -113,26 +149,34 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="run setting for both runs")
     parser.add_argument("--control", type=Path, help="a run of sub25's settings (see above)")
     parser.add_argument("--no-train", action="store_true", help="compare the runs as they are")
+    parser.add_argument("--fork", type=Path, help="continue from this checkpoint (see above)")
+    parser.add_argument("--sub25", type=Path, help="an existing run to compare as sub25")
     parser.add_argument("--trained-on", help="with --no-train: where and how the runs were trained")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     if args.trained_on and not args.no_train:
         raise SystemExit("--trained-on describes runs trained elsewhere: use it with --no-train")
     config = yaml.safe_load((args.reference / "config.yaml").read_text())
+    runs = {n: s for n, s in RUNS.items() if not (n == "sub25" and args.sub25)}
+    start = 0
+    if args.fork:
+        start = [fork(args.fork, args.run_dir / n, s) for n, s in runs.items()][0]
     if not args.no_train:
-        train(config, args.run_dir, args.iterations, args.set)
-    subsampled = read(args.run_dir / "sub25")
-    pairs = {"full_minus_sub25": (read(args.run_dir / "full"), ("full", "sub25"))}
+        train(config, args.run_dir, args.iterations, args.set, runs)
+    subsampled = read(args.sub25 or args.run_dir / "sub25", start)
+    pairs = {"full_minus_sub25": (read(args.run_dir / "full", start), ("full", "sub25"))}
     if args.control:
-        pairs["control_minus_sub25"] = (read(args.control), ("control", "sub25"))
+        pairs["control_minus_sub25"] = (read(args.control, start), ("control", "sub25"))
     result = {
         "reference": str(args.reference),
+        "fork": str(args.fork) if args.fork else None,
+        "sub25": str(args.sub25 or args.run_dir / "sub25"),
         "control": str(args.control) if args.control else None,
         "settings": args.set,
         "trained_on": args.trained_on or machine(),
     }
     for key, (run, names) in pairs.items():
-        result[key] = compare(run, subsampled, names)
+        result[key] = compare(run, subsampled, names, start)
         show(result[key], names)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

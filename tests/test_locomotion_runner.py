@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from metarl.checkpoints import save_checkpoint
@@ -161,5 +162,45 @@ def test_hvp_subsample_pilot_compares_blocks_and_the_last_20_common_iterations(t
             names,
         )
     (tmp_path / "full" / "metrics.csv").write_text(header + "1,0,0,0,2\n")
-    with pytest.raises(SystemExit, match="does not hold iterations 0, 1, 2"):
+    with pytest.raises(SystemExit, match="does not hold iterations 0, 1, ... in order"):
         hvp_pilot.read(tmp_path / "full")
+
+
+def test_hvp_subsample_pilot_reads_and_compares_from_a_fork_iteration(tmp_path):
+    header = "iteration,return_post_1,reward_forward_pre,reward_forward_post_1,line_search_steps\n"
+    (tmp_path / "run").mkdir()
+    rows = [f"{i},{i},0,{i},2" for i in range(300, 325)]
+    (tmp_path / "run" / "metrics.csv").write_text(header + "\n".join(rows) + "\n")
+    run = hvp_pilot.read(tmp_path / "run", 300)
+    assert run["return_post_1"].tolist() == list(range(300, 325))
+    result = hvp_pilot.compare(run, run, ("full", "sub25"), 300)
+    assert result["blocks"] == ["300-309", "310-319", "320-324"]
+    assert result["return_post_1"]["full_block_means"][0] == pytest.approx(304.5)
+    with pytest.raises(SystemExit, match="iterations 290, 291"):
+        hvp_pilot.read(tmp_path / "run", 290)
+
+
+def test_a_fork_resumes_the_checkpoint_with_its_own_subsample(tmp_path):
+    from metarl.config import TrainConfig
+    from metarl.config_validation import config_from_dict
+    from metarl.experiment import build_policy
+    from metarl.policies import policy_params
+    from metarl.resuming import TrainingState, checkpoint_payload, resume_point
+
+    config = config_from_dict(
+        TrainConfig,
+        {"env": "metarl/Navigation2D-v0", "hidden_sizes": [8, 8], "hvp_subsample": 0.25},
+        "test",
+    )
+    params = policy_params(build_policy(config))
+    state = TrainingState(iteration=7, env_steps=1234)
+    save_checkpoint(tmp_path / "c.pt", checkpoint_payload(config, params, state))
+    assert hvp_pilot.fork(tmp_path / "c.pt", tmp_path / "full", 1.0) == 7
+    point = resume_point(tmp_path / "full")
+    assert point.config.hvp_subsample == 1.0
+    assert point.state == state
+    for name, value in policy_params(point.policy).items():
+        assert torch.equal(value, params[name])
+    # an existing fork is left as it is (a pilot resumes it)
+    assert hvp_pilot.fork(tmp_path / "c.pt", tmp_path / "full", 0.5) == 7
+    assert resume_point(tmp_path / "full").config.hvp_subsample == 1.0
