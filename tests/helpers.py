@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,22 @@ from metarl.config import TrainConfig
 from metarl.config_validation import config_from_dict
 from metarl.episodes import MetaBatch
 from metarl.metrics import read_rows
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import benchmarks/NAME.py as module NAME, with benchmarks/ first on sys.path as for
+    the scripts (their own imports), and registered by name (dataclasses and sibling
+    imports look it up there)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 # the device tests' markers: GPU-only checks, and the refusals of a machine without CUDA
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

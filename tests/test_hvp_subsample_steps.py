@@ -2,19 +2,13 @@
 all tasks its 'subsampled' steps are the full-data step itself, and with fewer tasks
 they are other steps, taken from the same meta-batch."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_benchmark
 
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # as for the scripts: their own imports
-spec = importlib.util.spec_from_file_location(
-    "hvp_subsample_steps", ROOT / "benchmarks" / "hvp_subsample_steps.py"
-)
-steps = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(steps)
+steps = load_benchmark("hvp_subsample_steps")
 
 TINY = [
     "meta_batch_size=4",

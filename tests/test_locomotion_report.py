@@ -1,23 +1,15 @@
 """The README's locomotion tables (benchmarks/locomotion_report.py, locomotion_tables.py),
 checked by hand."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
+from helpers import load_benchmark
 
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # as for the scripts: their own imports
-spec = importlib.util.spec_from_file_location(
-    "locomotion_report", ROOT / "benchmarks" / "locomotion_report.py"
-)
-locomotion_report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(locomotion_report)
-import locomotion_tables  # noqa: E402  (benchmarks/ is on sys.path, as for the scripts)
+from metarl.evaluation import mean_and_ci95
 
-from metarl.evaluation import mean_and_ci95  # noqa: E402
+locomotion_report = load_benchmark("locomotion_report")
+locomotion_tables = load_benchmark("locomotion_tables")
 
 
 def test_paired_differences_by_hand():

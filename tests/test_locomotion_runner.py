@@ -1,27 +1,16 @@
 """The locomotion runner's choice of checkpoint to evaluate, and what it records of it."""
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from helpers import load_benchmark
 
 from metarl.checkpoints import save_checkpoint
 
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # as for the scripts: their own imports
-
-
-def load_benchmark(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
 
 locomotion = load_benchmark("locomotion")
 locomotion_report = load_benchmark("locomotion_report")

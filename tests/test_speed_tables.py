@@ -1,23 +1,9 @@
 """The README's speed tables: figures computed from the benchmarks' JSON, checked by hand."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # as for the scripts: their own imports
-
-
-def load_benchmark(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # speed.report imports speed_tables by name
-    spec.loader.exec_module(module)
-    return module
-
+from helpers import load_benchmark
 
 speed_tables = load_benchmark("speed_tables")
 speed = load_benchmark("speed")
