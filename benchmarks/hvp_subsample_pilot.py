@@ -97,7 +97,7 @@ def compare(first: dict, second: dict, names: tuple[str, str], start: int = 0) -
     n = min(len(first[COLUMNS[0]]), len(second[COLUMNS[0]]))
     if n < 2 * BLOCK:
         raise SystemExit(f"the runs have {n} common iterations; the comparison needs {2 * BLOCK}")
-    blocks = [(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
+    blocks = [(a, min(a + BLOCK, n)) for a in range(0, n, BLOCK)]
     labels = [f"{start + a}-{start + b - 1}" for a, b in blocks]
     result: dict = {"common_iterations": n, "first_iteration": start, "blocks": labels}
     difference = f"{names[0]}_minus_{names[1]}"
@@ -158,9 +158,10 @@ def main() -> None:
         raise SystemExit("--trained-on describes runs trained elsewhere: use it with --no-train")
     config = yaml.safe_load((args.reference / "config.yaml").read_text())
     runs = {n: s for n, s in RUNS.items() if not (n == "sub25" and args.sub25)}
-    start = 0
+    start = 0  # the comparison's first iteration: the fork's
     if args.fork:
-        start = [fork(args.fork, args.run_dir / n, s) for n, s in runs.items()][0]
+        for name, subsample in runs.items():
+            start = fork(args.fork, args.run_dir / name, subsample)
     if not args.no_train:
         train(config, args.run_dir, args.iterations, args.set, runs)
     subsampled = read(args.sub25 or args.run_dir / "sub25", start)
