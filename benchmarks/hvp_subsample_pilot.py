@@ -46,12 +46,10 @@ import yaml
 from cheetah_sigma_pilot import pilot_command  # benchmarks/ is first on sys.path
 from speed import machine
 
-from metarl.checkpoints import load_checkpoint, save_checkpoint
-from metarl.config import TrainConfig
-from metarl.config_validation import config_from_dict, config_to_yaml
+from metarl.checkpoints import load_checkpoint
 from metarl.evaluation import mean_and_ci95
 from metarl.metrics import read_rows
-from metarl.resuming import check_algorithm_version
+from metarl.resuming import fork_run
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 10
@@ -73,16 +71,9 @@ def read(run_dir: Path, start: int = 0) -> dict[str, np.ndarray]:
 def fork(checkpoint: Path, run_dir: Path, subsample: float) -> int:
     """Make run_dir a run that continues `checkpoint` with `hvp_subsample: subsample` (unless
     run_dir exists already); the checkpoint's iteration, where the comparison starts."""
-    payload = load_checkpoint(checkpoint)
-    iteration = int(payload["state"]["iteration"])
     if run_dir.exists():
-        return iteration
-    check_algorithm_version(payload, checkpoint)
-    payload["config"]["hvp_subsample"] = subsample
-    config = config_from_dict(TrainConfig, payload["config"], f"{checkpoint} config")
-    save_checkpoint(run_dir / "checkpoint.pt", payload)
-    (run_dir / "config.yaml").write_text(config_to_yaml(config))
-    return iteration
+        return int(load_checkpoint(checkpoint)["state"]["iteration"])
+    return fork_run(checkpoint, run_dir, {"hvp_subsample": subsample})
 
 
 def paired(full: np.ndarray, subsampled: np.ndarray) -> dict[str, float]:

@@ -22,6 +22,10 @@ Resume is exact, so a run carried over many stops equals one straight run.
     python benchmarks/locomotion.py report
         the README's tables and docs/GROUP.png from benchmarks/results/ and the runs
 
+A group with `fork: {group: G, iteration: N}` starts each of its runs from G's run of
+the same role as committed at iteration N (found in the git history), with the group's
+own settings: the same runs, continued with a change.
+
 Commit benchmarks/runs/ and benchmarks/results/ after each invocation: the next
 one (on any machine) continues from what is committed.
 """
@@ -59,6 +63,7 @@ class Run:
     config: Path
     settings: dict  # what defines the result (`--set` at the start)
     run_settings: dict = field(default_factory=dict)  # how it runs here
+    fork: dict | None = None  # {group, iteration}: start from that group's committed run
 
     @property
     def run_dir(self) -> Path:
@@ -107,7 +112,8 @@ def load_runs() -> tuple[dict, list[Run]]:
                 inner_steps, base = config["inner_steps"], config["meta_batch_size"]
                 settings.update(algorithm=role, meta_batch_size=base * (inner_steps + 1))
             name = group if role == "maml" else f"{group}_{role}"
-            runs.append(Run(name, group, role, ROOT / values["config"], settings, spec["run"]))
+            config_path, fork = ROOT / values["config"], values.get("fork")
+            runs.append(Run(name, group, role, config_path, settings, spec["run"], fork))
     return groups, runs
 
 
@@ -152,6 +158,9 @@ def train(args) -> None:
         while (queue or active) and time.monotonic() < deadline:
             while queue and len(active) < args.jobs:
                 run = queue.pop(0)
+                if run.fork and not (run.run_dir / "checkpoint.pt").exists():
+                    start = fork_from_history(run)
+                    print(f"{run.name}: forked from {run.fork['group']} at {start}", flush=True)
                 print(
                     f"{time.strftime('%H:%M')} {run.name}: from iteration "
                     f"{run.done_iterations()} of {run.iterations}",
@@ -180,6 +189,49 @@ def train(args) -> None:
     status(args)
 
 
+def committed_run_files(name: str, iteration: int) -> tuple[bytes, str]:
+    """checkpoint.pt and metrics.csv of run NAME as last committed at `iteration`, from
+    the git history of benchmarks/runs/NAME/checkpoint.pt."""
+    from metarl.checkpoints import load_checkpoint
+
+    folder = (RUNS / name).relative_to(ROOT).as_posix()
+
+    def git(*arguments: str) -> bytes:
+        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, check=True).stdout
+
+    seen = []
+    for revision in git("log", "--format=%H", "--", f"{folder}/checkpoint.pt").decode().split():
+        checkpoint = git("show", f"{revision}:{folder}/checkpoint.pt")
+        with tempfile.TemporaryDirectory() as scratch:
+            (Path(scratch) / "checkpoint.pt").write_bytes(checkpoint)
+            seen.append(load_checkpoint(Path(scratch) / "checkpoint.pt")["state"]["iteration"])
+        if seen[-1] == iteration:
+            return checkpoint, git("show", f"{revision}:{folder}/metrics.csv").decode()
+    raise SystemExit(
+        f"fork: {folder}/checkpoint.pt was never committed at iteration {iteration} "
+        f"(committed at iterations {sorted(set(seen))})"
+    )
+
+
+def fork_from_history(run: Run) -> int:
+    """Make run.run_dir a new run that continues `run.fork`'s group's run of the same role
+    at the fork's iteration with this group's settings, its metrics.csv holding the rows
+    before that iteration; returns the iteration."""
+    from metarl.resuming import fork_run
+
+    group, iteration = run.fork["group"], int(run.fork["iteration"])
+    source = group if run.algorithm == "maml" else f"{group}_{run.algorithm}"
+    checkpoint, metrics = committed_run_files(source, iteration)
+    changes = {k: v for k, v in run.settings.items() if k != "iterations"}
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "checkpoint.pt").write_bytes(checkpoint)
+        start = fork_run(Path(scratch) / "checkpoint.pt", run.run_dir, changes)
+    header, *rows = metrics.splitlines(keepends=True)
+    before = [row for row in rows if int(row.split(",", 1)[0]) < start]
+    (run.run_dir / "metrics.csv").write_text(header + "".join(before))
+    return start
+
+
 def status(args) -> None:
     _, runs = load_runs()
     for run in selected(runs, args.only):
@@ -193,13 +245,13 @@ def evaluate(args) -> None:
     groups, runs = load_runs()
     for group in selected_groups(groups, args.only):
         members = {r.algorithm: r for r in runs if r.group == group}
-        missing = [r.name for r in members.values() if not (r.run_dir / "best.pt").exists()]
+        which = checkpoint_choice(groups[group])
+        chosen = {k: r.run_dir / CHECKPOINT_FILES[which] for k, r in members.items()}
+        missing = [members[k].name for k, path in chosen.items() if not path.exists()]
         unfinished = [r.name for r in members.values() if not r.finished()]
         if missing or (unfinished and not args.partial):
             print(f"{group}: not evaluated (unfinished: {missing or unfinished})")
             continue
-        which = checkpoint_choice(groups[group])
-        chosen = {k: r.run_dir / CHECKPOINT_FILES[which] for k, r in members.items()}
         with tempfile.TemporaryDirectory() as out:
             command = [
                 sys.executable, "-m", "metarl.cli", "eval", str(chosen["maml"]),

@@ -10,6 +10,8 @@ the code around the algorithm (samplers, layout, logging) may have changed. Its
 config must be the one it was started with, except for the run settings (where
 and how fast it runs: sampler, workers, threads, checkpoint interval) and a
 larger `iterations`; keys added to the config since then take their defaults.
+A run can also be forked: continued from a checkpoint with some settings changed,
+as a new run (`fork_run`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from metarl.checkpoints import (
     CheckpointError,
     global_rng_state,
     load_checkpoint,
+    save_checkpoint,
     set_global_rng_state,
 )
 from metarl.config import TrainConfig
@@ -142,3 +145,23 @@ def resume_point(run_dir: Path, overrides: dict | None = None) -> ResumePoint:
     set_global_rng_state(checkpoint["rng"])
     write_text_file(run_dir / "config.yaml", config_to_yaml(config))
     return ResumePoint(config, policy, state)
+
+
+def fork_run(checkpoint: Path, run_dir: Path, changes: dict) -> int:
+    """Make `run_dir` a new run that continues `checkpoint` with its config changed by
+    `changes` (settings that define the result, e.g. {"hvp_subsample": 1.0}); returns the
+    checkpoint's iteration, where the new run goes on. `metarl train --resume run_dir`
+    then continues it exactly as the original would have, but for the changes."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT).exists():
+        raise CheckpointError(f"{run_dir} holds a run already; a fork goes into a new directory")
+    payload = load_checkpoint(checkpoint)
+    check_algorithm_version(payload, Path(checkpoint))
+    unknown = sorted(set(changes) - set(payload["config"]))
+    if unknown:
+        raise ConfigError(f"fork of {checkpoint}: no config keys {unknown}")
+    payload["config"] = {**payload["config"], **changes}
+    config = config_from_dict(TrainConfig, payload["config"], f"fork of {checkpoint}")
+    save_checkpoint(run_dir / CHECKPOINT, payload)
+    write_text_file(run_dir / "config.yaml", config_to_yaml(config))
+    return int(payload["state"]["iteration"])

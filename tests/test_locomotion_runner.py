@@ -169,7 +169,7 @@ def test_hvp_subsample_pilot_reads_and_compares_from_a_fork_iteration(tmp_path):
         hvp_pilot.read(tmp_path / "run", 290)
 
 
-def test_a_fork_resumes_the_checkpoint_with_its_own_subsample(tmp_path):
+def test_a_pilot_fork_resumes_the_checkpoint_with_its_own_subsample(tmp_path):
     from metarl.config import TrainConfig
     from metarl.config_validation import config_from_dict
     from metarl.experiment import build_policy
@@ -193,3 +193,54 @@ def test_a_fork_resumes_the_checkpoint_with_its_own_subsample(tmp_path):
     # an existing fork is left as it is (a pilot resumes it)
     assert hvp_pilot.fork(tmp_path / "c.pt", tmp_path / "full", 0.5) == 7
     assert resume_point(tmp_path / "full").config.hvp_subsample == 1.0
+
+
+def test_a_forked_group_starts_from_the_committed_run_at_its_iteration(tmp_path, monkeypatch):
+    import subprocess
+
+    from metarl.checkpoints import CheckpointError
+    from metarl.config import TrainConfig
+    from metarl.config_validation import ConfigError, config_from_dict
+    from metarl.experiment import build_policy
+    from metarl.policies import policy_params
+    from metarl.resuming import TrainingState, checkpoint_payload, fork_run, resume_point
+
+    monkeypatch.setattr(locomotion, "ROOT", tmp_path)
+    monkeypatch.setattr(locomotion, "RUNS", tmp_path / "benchmarks/runs")
+    source = tmp_path / "benchmarks/runs/g1_pretrain"
+    config = config_from_dict(
+        TrainConfig,
+        {"env": "metarl/Navigation2D-v0", "algorithm": "pretrain", "hidden_sizes": [8, 8]},
+        "test",
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    params = {}
+    for iteration in (5, 9):  # two commits of the source run; the fork wants the first
+        params[iteration] = policy_params(build_policy(config))
+        state = TrainingState(iteration=iteration, env_steps=100 * iteration)
+        save_checkpoint(
+            source / "checkpoint.pt", checkpoint_payload(config, params[iteration], state)
+        )
+        rows = "".join(f"{i},{10 * i}\n" for i in range(iteration))
+        (source / "metrics.csv").write_text("iteration,return_pre\n" + rows)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", f"at {iteration}"], check=True)
+    settings = {"algorithm": "pretrain", "hvp_subsample": 0.5, "iterations": 30}
+    run = locomotion.Run("g2_pretrain", "g2", "pretrain", Path("c.yaml"), settings, {}, None)
+    run.fork = {"group": "g1", "iteration": 5}
+    assert locomotion.fork_from_history(run) == 5
+    point = resume_point(run.run_dir)
+    assert point.config.hvp_subsample == 0.5 and point.config.algorithm == "pretrain"
+    assert point.state.iteration == 5 and point.state.env_steps == 500
+    for name, value in policy_params(point.policy).items():
+        assert torch.equal(value, params[5][name])
+    metrics = (run.run_dir / "metrics.csv").read_text().splitlines()
+    assert metrics == ["iteration,return_pre"] + [f"{i},{10 * i}" for i in range(5)]
+    with pytest.raises(CheckpointError, match="holds a run already"):  # never overwritten
+        locomotion.fork_from_history(run)
+    with pytest.raises(ConfigError, match=r"no config keys \['hvp_subsampel'\]"):
+        fork_run(source / "checkpoint.pt", tmp_path / "typo", {"hvp_subsampel": 1.0})
+    run.fork = {"group": "g1", "iteration": 7}
+    with pytest.raises(SystemExit, match=r"never committed at iteration 7 .*\[5, 9\]"):
+        locomotion.fork_from_history(run)
