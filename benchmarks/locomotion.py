@@ -23,8 +23,9 @@ Resume is exact, so a run carried over many stops equals one straight run.
         the README's tables and docs/GROUP.png from benchmarks/results/ and the runs
 
 A group with `fork: {group: G, iteration: N}` starts each of its runs from G's run of
-the same role as committed at iteration N (found in the git history), with the group's
-own settings: the same runs, continued with a change.
+the same role as committed at iteration N (found in the git history; N may be given per
+role, {maml: N1, pretrain: N2, oracle: N3}), with the group's own settings: the same
+runs, continued with a change. `baseline_set` holds settings of the baselines only.
 
 Commit benchmarks/runs/ and benchmarks/results/ after each invocation: the next
 one (on any machine) continues from what is committed.
@@ -108,6 +109,7 @@ def load_runs() -> tuple[dict, list[Run]]:
         for group, values in groups.items():
             settings = dict(values["set"])
             if role != "maml":  # the same env steps per iteration, without inner steps
+                settings.update(values.get("baseline_set", {}))
                 config = {**yaml.safe_load((ROOT / values["config"]).read_text()), **settings}
                 inner_steps, base = config["inner_steps"], config["meta_batch_size"]
                 settings.update(algorithm=role, meta_batch_size=base * (inner_steps + 1))
@@ -219,7 +221,8 @@ def fork_from_history(run: Run) -> int:
     before that iteration; returns the iteration."""
     from metarl.resuming import fork_run
 
-    group, iteration = run.fork["group"], int(run.fork["iteration"])
+    group, iteration = run.fork["group"], run.fork["iteration"]
+    iteration = int(iteration[run.algorithm] if isinstance(iteration, dict) else iteration)
     source = group if run.algorithm == "maml" else f"{group}_{run.algorithm}"
     checkpoint, metrics = committed_run_files(source, iteration)
     changes = {k: v for k, v in run.settings.items() if k != "iterations"}

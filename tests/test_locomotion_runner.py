@@ -241,6 +241,23 @@ def test_a_forked_group_starts_from_the_committed_run_at_its_iteration(tmp_path,
         locomotion.fork_from_history(run)
     with pytest.raises(ConfigError, match=r"no config keys \['hvp_subsampel'\]"):
         fork_run(source / "checkpoint.pt", tmp_path / "typo", {"hvp_subsampel": 1.0})
+    per_role = locomotion.Run("g3_pretrain", "g3", "pretrain", Path("c.yaml"), settings, {}, None)
+    per_role.fork = {"group": "g1", "iteration": {"maml": 5, "pretrain": 9}}
+    assert locomotion.fork_from_history(per_role) == 9
+    assert len((per_role.run_dir / "metrics.csv").read_text().splitlines()) == 1 + 9
     run.fork = {"group": "g1", "iteration": 7}
     with pytest.raises(SystemExit, match=r"never committed at iteration 7 .*\[5, 9\]"):
         locomotion.fork_from_history(run)
+
+
+def test_baseline_set_gives_the_baselines_their_own_settings():
+    _, runs = locomotion.load_runs()
+    forked = {r.algorithm: r for r in runs if r.group == "halfcheetah_dir_paper_clock_full_hvp"}
+    assert forked["maml"].settings["hvp_subsample"] == 1.0
+    assert forked["pretrain"].settings["hvp_subsample"] == 0.25
+    assert forked["oracle"].settings["meta_batch_size"] == 40
+    assert forked["oracle"].fork["iteration"]["oracle"] == 300
+    source = {r.algorithm: r for r in runs if r.group == "halfcheetah_dir_paper_clock"}
+    for role in ("pretrain", "oracle"):  # unchanged: the source group's baselines, continued
+        changed = {k: v for k, v in forked[role].settings.items() if k != "iterations"}
+        assert changed == {k: v for k, v in source[role].settings.items() if k != "iterations"}
