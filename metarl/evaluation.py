@@ -65,6 +65,9 @@ class AdaptationCurve:
     # each reward term -> [tasks][K + 1] mean per-episode sum of each task's rollouts (they
     # add up to per_task): where two methods differ, task by task
     per_task_terms: dict[str, list[list[float]]] = field(default_factory=dict)
+    # pretrained and random: each fine-tuning step size of the grid -> its mean return over
+    # steps 1..K on the tuning tasks (the largest was chosen); empty for the others
+    tuning_scores: dict[float, float] = field(default_factory=dict)
 
     @property
     def adapted(self) -> bool:
@@ -202,7 +205,7 @@ def evaluate_method(
 ) -> AdaptationCurve:
     """The adaptation curve of one method's policy on the held-out `tasks`."""
     if method in ("maml", "context"):
-        sizes = step_sizes_for(config.eval_step_sizes, steps)
+        sizes, scores = step_sizes_for(config.eval_step_sizes, steps), {}
     elif method in ("pretrained", "random"):
         size, scores = tune_step_size(policy, config, steps, min(len(tasks), 20), rollouts, seed)
         log(
@@ -213,7 +216,7 @@ def evaluate_method(
         )
         sizes = [size] * steps
     elif method == "oracle":
-        sizes = []
+        sizes, scores = [], {}
     else:
         raise ValueError(f"unknown method {method!r}; methods: {list(METHODS)}")
     outcomes = adaptation_outcomes(policy, config, tasks, sizes, rollouts, seed)
@@ -233,6 +236,7 @@ def evaluate_method(
         means,
         tasks=list(tasks),
         per_task_terms={name: values.tolist() for name, values in terms.items()},
+        tuning_scores=scores,
     )
 
 

@@ -32,6 +32,9 @@ def write_results(
             "episode_means": curve.episode_means,
             "per_task_terms": curve.per_task_terms,
         }
+        if curve.tuning_scores:  # pretrained, random: the grid the step size was tuned on
+            scores = {str(size): score for size, score in curve.tuning_scores.items()}
+            methods[curve.method]["tuning_scores"] = scores
         success = [""] * len(mean)  # blank for envs without a success flag
         if curve.per_task_success is not None:  # Meta-World: read the success rate
             success = np.mean(curve.per_task_success, 0).tolist()

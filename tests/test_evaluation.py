@@ -265,6 +265,12 @@ def test_eval_tunes_the_baselines_over_a_given_grid_and_refuses_a_bad_one(
         line for line in capsys.readouterr().out.splitlines() if line.startswith("random: fine")
     )
     assert "0.3: " in tuning and "0.7: " in tuning and "0.01: " not in tuning  # only the grid
+    random = json.loads((tmp_path / "eval.json").read_text())["methods"]["random"]
+    scores = random["tuning_scores"]  # the grid's scores, as printed; the best one chosen
+    assert list(scores) == ["0.3", "0.7"]
+    assert random["step_sizes"] == [float(max(scores, key=scores.get))]
+    for size, score in scores.items():
+        assert f"{size}: {score:.2f}" in tuning
     for bad, why in (("0.1,x", "comma-separated numbers"), ("0.1,-1", "must be > 0")):
         assert main([*args, "--finetune-step-sizes", bad]) == 2
         assert why in capsys.readouterr().err
