@@ -28,7 +28,8 @@ what they hold (a folder with a metrics.csv is enough).
 scratch (a committed run at an earlier iteration: `git show REV:PATH > FILE`): the runs
 resume from it with their `hvp_subsample`, and the comparison starts at its iteration.
 `--sub25 RUN` takes an existing run with the subsampled settings as sub25 instead of
-training one, for example the reference itself when it continued from that checkpoint:
+training one, for example the reference itself when it continued from that checkpoint
+(`--full RUN` likewise, for example a runner group's fork with full-data products):
 
     python benchmarks/hvp_subsample_pilot.py --reference benchmarks/runs/NAME \
         --fork CHECKPOINT_300 --iterations 400 --sub25 benchmarks/runs/NAME
@@ -142,26 +143,31 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="compare the runs as they are")
     parser.add_argument("--fork", type=Path, help="continue from this checkpoint (see above)")
     parser.add_argument("--sub25", type=Path, help="an existing run to compare as sub25")
+    parser.add_argument("--full", type=Path, help="an existing run to compare as full")
     parser.add_argument("--trained-on", help="with --no-train: where and how the runs were trained")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     if args.trained_on and not args.no_train:
         raise SystemExit("--trained-on describes runs trained elsewhere: use it with --no-train")
     config = yaml.safe_load((args.reference / "config.yaml").read_text())
-    runs = {n: s for n, s in RUNS.items() if not (n == "sub25" and args.sub25)}
+    given = {"full": args.full, "sub25": args.sub25}  # existing runs, not trained here
+    runs = {n: s for n, s in RUNS.items() if not given[n]}
     start = 0  # the comparison's first iteration: the fork's
     if args.fork:
+        start = int(load_checkpoint(args.fork)["state"]["iteration"])
         for name, subsample in runs.items():
-            start = fork(args.fork, args.run_dir / name, subsample)
+            fork(args.fork, args.run_dir / name, subsample)
     if not args.no_train:
         train(config, args.run_dir, args.iterations, args.set, runs)
     subsampled = read(args.sub25 or args.run_dir / "sub25", start)
-    pairs = {"full_minus_sub25": (read(args.run_dir / "full", start), ("full", "sub25"))}
+    full = read(args.full or args.run_dir / "full", start)
+    pairs = {"full_minus_sub25": (full, ("full", "sub25"))}
     if args.control:
         pairs["control_minus_sub25"] = (read(args.control, start), ("control", "sub25"))
     result = {
         "reference": str(args.reference),
         "fork": str(args.fork) if args.fork else None,
+        "full": str(args.full or args.run_dir / "full"),
         "sub25": str(args.sub25 or args.run_dir / "sub25"),
         "control": str(args.control) if args.control else None,
         "settings": args.set,
