@@ -211,7 +211,8 @@ def committed_run_files(name: str, iteration: int) -> tuple[bytes, str]:
             return checkpoint, git("show", f"{revision}:{folder}/metrics.csv").decode()
     raise SystemExit(
         f"fork: {folder}/checkpoint.pt was never committed at iteration {iteration} "
-        f"(committed at iterations {sorted(set(seen))})"
+        f"(committed at iterations {sorted(set(seen))}; a shallow clone has no history: "
+        "git fetch --unshallow)"
     )
 
 
