@@ -22,10 +22,8 @@ Resume is exact, so a run carried over many stops equals one straight run.
     python benchmarks/locomotion.py report
         the README's tables and docs/GROUP.png from benchmarks/results/ and the runs
 
-A group with `fork: {group: G, iteration: N}` starts each of its runs from G's run of
-the same role as committed at iteration N (found in the git history; N may be given per
-role, {maml: N1, pretrain: N2, oracle: N3}), with the group's own settings: the same
-runs, continued with a change. `baseline_set` holds settings of the baselines only.
+A group's `baseline_set` holds settings of the baselines only; its `fork` continues
+another group's committed runs with a change (benchmarks/locomotion_forks.py).
 
 Commit benchmarks/runs/ and benchmarks/results/ after each invocation: the next
 one (on any machine) continues from what is committed.
@@ -45,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from locomotion_forks import fork_from_history  # benchmarks/ is first on sys.path
 
 from metarl.config_file import ConfigError, parse_overrides
 
@@ -161,7 +160,7 @@ def train(args) -> None:
             while queue and len(active) < args.jobs:
                 run = queue.pop(0)
                 if run.fork and not (run.run_dir / "checkpoint.pt").exists():
-                    start = fork_from_history(run)
+                    start = fork_from_history(run, RUNS, ROOT)
                     print(f"{run.name}: forked from {run.fork['group']} at {start}", flush=True)
                 print(
                     f"{time.strftime('%H:%M')} {run.name}: from iteration "
@@ -189,51 +188,6 @@ def train(args) -> None:
             process.wait()
             print(f"{time.strftime('%H:%M')} {name}: stopped (exit {process.returncode})")
     status(args)
-
-
-def committed_run_files(name: str, iteration: int) -> tuple[bytes, str]:
-    """checkpoint.pt and metrics.csv of run NAME as last committed at `iteration`, from
-    the git history of benchmarks/runs/NAME/checkpoint.pt."""
-    from metarl.checkpoints import load_checkpoint
-
-    folder = (RUNS / name).relative_to(ROOT).as_posix()
-
-    def git(*arguments: str) -> bytes:
-        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, check=True).stdout
-
-    seen = []
-    for revision in git("log", "--format=%H", "--", f"{folder}/checkpoint.pt").decode().split():
-        checkpoint = git("show", f"{revision}:{folder}/checkpoint.pt")
-        with tempfile.TemporaryDirectory() as scratch:
-            (Path(scratch) / "checkpoint.pt").write_bytes(checkpoint)
-            seen.append(load_checkpoint(Path(scratch) / "checkpoint.pt")["state"]["iteration"])
-        if seen[-1] == iteration:
-            return checkpoint, git("show", f"{revision}:{folder}/metrics.csv").decode()
-    raise SystemExit(
-        f"fork: {folder}/checkpoint.pt was never committed at iteration {iteration} "
-        f"(committed at iterations {sorted(set(seen))}; a shallow clone has no history: "
-        "git fetch --unshallow)"
-    )
-
-
-def fork_from_history(run: Run) -> int:
-    """Make run.run_dir a new run that continues `run.fork`'s group's run of the same role
-    at the fork's iteration with this group's settings, its metrics.csv holding the rows
-    before that iteration; returns the iteration."""
-    from metarl.resuming import fork_run
-
-    group, iteration = run.fork["group"], run.fork["iteration"]
-    iteration = int(iteration[run.algorithm] if isinstance(iteration, dict) else iteration)
-    source = group if run.algorithm == "maml" else f"{group}_{run.algorithm}"
-    checkpoint, metrics = committed_run_files(source, iteration)
-    changes = {k: v for k, v in run.settings.items() if k != "iterations"}
-    with tempfile.TemporaryDirectory() as scratch:
-        (Path(scratch) / "checkpoint.pt").write_bytes(checkpoint)
-        start = fork_run(Path(scratch) / "checkpoint.pt", run.run_dir, changes)
-    header, *rows = metrics.splitlines(keepends=True)
-    before = [row for row in rows if int(row.split(",", 1)[0]) < start]
-    (run.run_dir / "metrics.csv").write_text(header + "".join(before))
-    return start
 
 
 def status(args) -> None:

@@ -1,6 +1,7 @@
 """The locomotion runner's choice of checkpoint to evaluate, and what it records of it."""
 
 import argparse
+import importlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ locomotion = load_benchmark("locomotion")
 locomotion_report = load_benchmark("locomotion_report")
 sigma_pilot = load_benchmark("cheetah_sigma_pilot")
 hvp_pilot = load_benchmark("hvp_subsample_pilot")
+forks = importlib.import_module("locomotion_forks")  # the module locomotion imported
 
 
 def test_a_group_evaluates_best_pt_unless_it_says_last():
@@ -205,7 +207,6 @@ def test_a_forked_group_starts_from_the_committed_run_at_its_iteration(tmp_path,
     from metarl.policies import policy_params
     from metarl.resuming import TrainingState, checkpoint_payload, fork_run, resume_point
 
-    monkeypatch.setattr(locomotion, "ROOT", tmp_path)
     monkeypatch.setattr(locomotion, "RUNS", tmp_path / "benchmarks/runs")
     source = tmp_path / "benchmarks/runs/g1_pretrain"
     config = config_from_dict(
@@ -229,7 +230,7 @@ def test_a_forked_group_starts_from_the_committed_run_at_its_iteration(tmp_path,
     settings = {"algorithm": "pretrain", "hvp_subsample": 0.5, "iterations": 30}
     run = locomotion.Run("g2_pretrain", "g2", "pretrain", Path("c.yaml"), settings, {}, None)
     run.fork = {"group": "g1", "iteration": 5}
-    assert locomotion.fork_from_history(run) == 5
+    assert forks.fork_from_history(run, tmp_path / "benchmarks/runs", tmp_path) == 5
     point = resume_point(run.run_dir)
     assert point.config.hvp_subsample == 0.5 and point.config.algorithm == "pretrain"
     assert point.state.iteration == 5 and point.state.env_steps == 500
@@ -238,16 +239,16 @@ def test_a_forked_group_starts_from_the_committed_run_at_its_iteration(tmp_path,
     metrics = (run.run_dir / "metrics.csv").read_text().splitlines()
     assert metrics == ["iteration,return_pre"] + [f"{i},{10 * i}" for i in range(5)]
     with pytest.raises(CheckpointError, match="holds a run already"):  # never overwritten
-        locomotion.fork_from_history(run)
+        forks.fork_from_history(run, tmp_path / "benchmarks/runs", tmp_path)
     with pytest.raises(ConfigError, match=r"no config keys \['hvp_subsampel'\]"):
         fork_run(source / "checkpoint.pt", tmp_path / "typo", {"hvp_subsampel": 1.0})
     per_role = locomotion.Run("g3_pretrain", "g3", "pretrain", Path("c.yaml"), settings, {}, None)
     per_role.fork = {"group": "g1", "iteration": {"maml": 5, "pretrain": 9}}
-    assert locomotion.fork_from_history(per_role) == 9
+    assert forks.fork_from_history(per_role, tmp_path / "benchmarks/runs", tmp_path) == 9
     assert len((per_role.run_dir / "metrics.csv").read_text().splitlines()) == 1 + 9
     run.fork = {"group": "g1", "iteration": 7}
     with pytest.raises(SystemExit, match=r"never committed at iteration 7 .*\[5, 9\]"):
-        locomotion.fork_from_history(run)
+        forks.fork_from_history(run, tmp_path / "benchmarks/runs", tmp_path)
 
 
 def test_baseline_set_gives_the_baselines_their_own_settings():
