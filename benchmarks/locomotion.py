@@ -6,7 +6,7 @@ metrics.csv, checkpoint.pt, best.pt, tensorboard/), and every invocation starts
 or resumes the runs listed in benchmarks/locomotion.yaml from what is there.
 Resume is exact, so a run carried over many stops equals one straight run.
 
-    python benchmarks/locomotion.py train --hours 3 [--jobs 2] [--only NAME,...]
+    python benchmarks/locomotion.py train --hours 3 [--jobs 2] [--only NAME,...] [--roles ROLE,...]
         start or resume the runs, --jobs at a time (at low priority), until they are
         done or the budget is used up; then each stops cleanly (SIGTERM: a checkpoint
         at its last completed iteration)
@@ -118,16 +118,29 @@ def load_runs() -> tuple[dict, list[Run]]:
     return groups, runs
 
 
-def selected(runs: list[Run], only: str) -> list[Run]:
-    """The runs `--only` names, by run or group name (every run without it); an unknown
-    name stops the command (a typo would otherwise train nothing, or status show nothing)."""
+def selected(runs: list[Run], only: str, roles: str = "") -> list[Run]:
+    """The runs `--only` names, by run or group name (every run without it), of the `--roles`
+    named (every role without it: a MAML run is named as its group, so `--roles maml` is
+    how to take it alone); an unknown name stops the command (a typo would otherwise
+    train nothing, or status show nothing)."""
     names = set(filter(None, only.split(",")))
     known = {r.name for r in runs} | {r.group for r in runs}
     unknown = sorted(names - known)
     if unknown:
         groups = ", ".join(dict.fromkeys(r.group for r in runs))
         raise SystemExit(f"--only: no run or group named {', '.join(unknown)}; groups: {groups}")
-    return [r for r in runs if not names or r.name in names or r.group in names]
+    wanted = set(filter(None, roles.split(",")))
+    unknown_roles = sorted(wanted - {"maml", *BASELINES})
+    if unknown_roles:
+        raise SystemExit(
+            f"--roles: no role {', '.join(unknown_roles)}; roles: maml, pretrain, oracle"
+        )
+    return [
+        r
+        for r in runs
+        if (not names or r.name in names or r.group in names)
+        and (not wanted or r.algorithm in wanted)
+    ]
 
 
 def selected_groups(groups: dict, only: str) -> dict:
@@ -147,7 +160,7 @@ def train(args) -> None:
         extra = parse_overrides(args.set)  # on resume a setting that defines the result
     except ConfigError as error:
         raise SystemExit(str(error)) from None
-    queue = [r for r in selected(runs, args.only) if not r.finished()]
+    queue = [r for r in selected(runs, args.only, args.roles) if not r.finished()]
     for run in queue:
         run.run_settings = {**run.run_settings, **extra}
     deadline = time.monotonic() + args.hours * 3600
@@ -192,7 +205,7 @@ def train(args) -> None:
 
 def status(args) -> None:
     _, runs = load_runs()
-    for run in selected(runs, args.only):
+    for run in selected(runs, args.only, args.roles):
         print(f"{run.name:28s} {run.done_iterations():4d} / {run.iterations} iterations")
 
 
@@ -266,6 +279,10 @@ def main() -> None:
         command = commands.add_parser(name)
         names = "run or group names" if name in ("train", "status") else "group names"
         command.add_argument("--only", default="", help=f"comma-separated {names}")
+        if name in ("train", "status"):
+            command.add_argument(
+                "--roles", default="", help="comma-separated maml, pretrain, oracle (default all)"
+            )
         if name == "train":
             command.add_argument("--hours", type=float, required=True, help="wall-clock budget")
             command.add_argument("--jobs", type=int, default=2, help="runs at a time")

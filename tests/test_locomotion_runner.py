@@ -79,6 +79,17 @@ def test_train_and_status_take_the_runs_and_groups_named():
         locomotion.selected(runs, "halfcheetah_dri")  # a typo trained nothing, silently
 
 
+def test_roles_take_a_groups_maml_run_alone_or_its_baselines():
+    _, runs = locomotion.load_runs()
+    maml = [r.name for r in locomotion.selected(runs, "ant_vel,halfcheetah_dir", "maml")]
+    assert sorted(maml) == ["ant_vel", "halfcheetah_dir"]
+    baselines = [r.name for r in locomotion.selected(runs, "ant_vel", "pretrain,oracle")]
+    assert sorted(baselines) == ["ant_vel_oracle", "ant_vel_pretrain"]
+    assert all(r.algorithm == "oracle" for r in locomotion.selected(runs, "", "oracle"))
+    with pytest.raises(SystemExit, match="no role mlam"):
+        locomotion.selected(runs, "ant_vel", "mlam")
+
+
 def test_train_set_gives_every_run_a_run_setting(tmp_path, monkeypatch):
     extra = locomotion.parse_overrides(["physics_threads=2", "device=cuda"])
     assert extra == {"physics_threads": 2, "device": "cuda"}
