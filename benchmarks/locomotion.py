@@ -23,7 +23,8 @@ Resume is exact, so a run carried over many stops equals one straight run.
         the README's tables and docs/GROUP.png from benchmarks/results/ and the runs
 
 A group's `baseline_set` holds settings of the baselines only; its `fork` continues
-another group's committed runs with a change (benchmarks/locomotion_forks.py).
+another group's committed runs with a change (benchmarks/locomotion_forks.py); its
+`checkpoint` and `finetune_step_sizes` shape its evaluation (benchmarks/locomotion_eval.py).
 
 Commit benchmarks/runs/ and benchmarks/results/ after each invocation: the next
 one (on any machine) continues from what is committed.
@@ -37,13 +38,17 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from locomotion_forks import fork_from_history  # benchmarks/ is first on sys.path
+from locomotion_eval import (  # benchmarks/ is first on sys.path
+    CHECKPOINT_FILES,
+    checkpoint_choice,
+    evaluate_group,
+)
+from locomotion_forks import fork_from_history
 
 from metarl.config_file import ConfigError, parse_overrides
 
@@ -52,7 +57,6 @@ RUNS, RESULTS, DOCS = ROOT / "benchmarks/runs", ROOT / "benchmarks/results", ROO
 EXPERIMENTS = ROOT / "benchmarks/locomotion.yaml"
 README = ROOT / "README.md"
 BASELINES = ("pretrain", "oracle")
-CHECKPOINT_FILES = {"best": "best.pt", "last": "checkpoint.pt"}
 
 
 @dataclass
@@ -211,65 +215,20 @@ def status(args) -> None:
 
 def evaluate(args) -> None:
     """`metarl eval` of each selected group whose runs are finished (or --partial)."""
-    from locomotion_report import stage_name  # (imports matplotlib: only where needed)
-
     groups, runs = load_runs()
     for group in selected_groups(groups, args.only):
         members = {r.algorithm: r for r in runs if r.group == group}
         which = checkpoint_choice(groups[group])
-        chosen = {k: r.run_dir / CHECKPOINT_FILES[which] for k, r in members.items()}
-        missing = [members[k].name for k, path in chosen.items() if not path.exists()]
+        missing = [
+            r.name for r in members.values() if not (r.run_dir / CHECKPOINT_FILES[which]).exists()
+        ]
         unfinished = [r.name for r in members.values() if not r.finished()]
         if missing or (unfinished and not args.partial):
             print(f"{group}: not evaluated (unfinished: {missing or unfinished})")
             continue
-        with tempfile.TemporaryDirectory() as out:
-            command = [
-                sys.executable, "-m", "metarl.cli", "eval", str(chosen["maml"]),
-                "--tasks", str(args.tasks), "--steps", "3", "--no-progress", "--out", out,
-                "--physics-threads", str(args.physics_threads),
-                "--baselines",
-                f"pretrained={chosen['pretrain']},random,oracle={chosen['oracle']}",
-            ]  # fmt: skip
-            print(f"{group}: {' '.join(command[2:])}", flush=True)
-            subprocess.run(command, check=True, cwd=ROOT)
-            document = json.loads((Path(out) / "eval.json").read_text())
-        document["runs"] = {k: run_summary(r, which) for k, r in members.items()}
-        text = json.dumps(document, indent=2) + "\n"
-        (RESULTS / "stages").mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{group}_eval.json").write_text(text)
-        (RESULTS / "stages" / stage_name(group, document)).write_text(text)  # kept per stage
-
-
-def checkpoint_choice(group: dict) -> str:
-    """Which of a run's checkpoints its group evaluates: `best` (default) or `last`."""
-    which = group.get("checkpoint", "best")
-    if which not in CHECKPOINT_FILES:
-        raise ValueError(f"checkpoint: {which!r} in {EXPERIMENTS.name}; use best or last")
-    return which
-
-
-def run_summary(run: Run, which: str = "best") -> dict:
-    """The budget a run was trained with and the checkpoint evaluated, for the report."""
-    from metarl.checkpoints import load_checkpoint
-
-    checkpoint = load_checkpoint(run.run_dir / "checkpoint.pt")
-    evaluated = load_checkpoint(run.run_dir / CHECKPOINT_FILES[which])["state"]
-    config = checkpoint["config"]
-    return {
-        "run_dir": str(run.run_dir.relative_to(ROOT)),
-        "iterations_done": checkpoint["state"]["iteration"],
-        "iterations_planned": run.iterations,
-        "env_steps": checkpoint["state"]["env_steps"],
-        "wall_hours": checkpoint["state"]["wall_s"] / 3600,
-        "evaluated_checkpoint": CHECKPOINT_FILES[which],
-        "evaluated_iteration": evaluated["iteration"],
-        "meta_batch_size": config["meta_batch_size"],
-        "rollouts_per_task": config["rollouts_per_task"],
-        "horizon": config["horizon"],
-        "metarl_version": checkpoint["metarl_version"],
-        "algorithm_version": checkpoint["algorithm_version"],
-    }
+        evaluate_group(
+            group, groups[group], members, RESULTS, ROOT, args.tasks, args.physics_threads
+        )
 
 
 def main() -> None:

@@ -17,19 +17,20 @@ locomotion = load_benchmark("locomotion")
 locomotion_report = load_benchmark("locomotion_report")
 sigma_pilot = load_benchmark("cheetah_sigma_pilot")
 hvp_pilot = load_benchmark("hvp_subsample_pilot")
-forks = importlib.import_module("locomotion_forks")  # the module locomotion imported
+forks = importlib.import_module("locomotion_forks")  # the modules locomotion imported
+locomotion_eval = importlib.import_module("locomotion_eval")
 
 
 def test_a_group_evaluates_best_pt_unless_it_says_last():
-    assert locomotion.checkpoint_choice({}) == "best"
-    assert locomotion.checkpoint_choice({"checkpoint": "last"}) == "last"
+    assert locomotion_eval.checkpoint_choice({}) == "best"
+    assert locomotion_eval.checkpoint_choice({"checkpoint": "last"}) == "last"
     with pytest.raises(ValueError, match="use best or last"):
-        locomotion.checkpoint_choice({"checkpoint": "final"})
+        locomotion_eval.checkpoint_choice({"checkpoint": "final"})
 
 
 def test_every_shipped_group_names_a_valid_checkpoint():
     groups, _ = locomotion.load_runs()
-    assert {locomotion.checkpoint_choice(g) for g in groups.values()} <= {"best", "last"}
+    assert {locomotion_eval.checkpoint_choice(g) for g in groups.values()} <= {"best", "last"}
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,6 @@ def test_the_summary_names_the_checkpoint_it_evaluated(
     tmp_path, monkeypatch, which, file, iteration
 ):
     monkeypatch.setattr(locomotion, "RUNS", tmp_path)
-    monkeypatch.setattr(locomotion, "ROOT", tmp_path)
     config = {"meta_batch_size": 20, "rollouts_per_task": 20, "horizon": 200}
     state = {"iteration": 100, "env_steps": 15_000_000, "wall_s": 7200.0}
     save_checkpoint(tmp_path / "ant_vel/checkpoint.pt", {"config": config, "state": state})
@@ -47,10 +47,32 @@ def test_the_summary_names_the_checkpoint_it_evaluated(
         tmp_path / "ant_vel/best.pt", {"config": config, "state": {**state, "iteration": 48}}
     )
     run = locomotion.Run("ant_vel", "ant_vel", "maml", tmp_path / "c.yaml", {"iterations": 100})
-    summary = locomotion.run_summary(run, which)
+    summary = locomotion_eval.run_summary(run, which, tmp_path)
     assert (summary["evaluated_checkpoint"], summary["evaluated_iteration"]) == (file, iteration)
     assert summary["iterations_done"] == 100 and summary["wall_hours"] == 2.0
     assert locomotion_report.evaluated_checkpoint(summary) == f"{file}: iteration {iteration}"
+
+
+def test_a_group_can_give_the_baselines_tuning_grid():
+    chosen = {role: Path(f"runs/{role}/checkpoint.pt") for role in ("maml", "pretrain", "oracle")}
+    command = locomotion_eval.eval_command({}, chosen, "out", 40, 1)
+    assert "--finetune-step-sizes" not in command  # the run's config's grid
+    assert command[command.index("--baselines") + 1] == (
+        "pretrained=runs/pretrain/checkpoint.pt,random,oracle=runs/oracle/checkpoint.pt"
+    )
+    grid = {"finetune_step_sizes": [0.002, 0.005, 0.01, 1]}
+    command = locomotion_eval.eval_command(grid, chosen, "out", 40, 1)
+    assert command[command.index("--finetune-step-sizes") + 1] == "0.002,0.005,0.01,1.0"
+    for bad in ([], [0.01, -0.1], ["0.01"]):
+        with pytest.raises(ValueError, match="finetune_step_sizes"):
+            locomotion_eval.eval_command({"finetune_step_sizes": bad}, chosen, "out", 40, 1)
+
+
+def test_every_shipped_tuning_grid_is_valid():
+    groups, _ = locomotion.load_runs()
+    chosen = {role: Path(role) for role in ("maml", "pretrain", "oracle")}
+    for group in groups.values():
+        locomotion_eval.eval_command(group, chosen, "out", 40, 1)  # raises on a bad grid
 
 
 def test_results_written_before_the_choice_existed_read_as_best_pt():
