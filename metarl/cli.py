@@ -96,10 +96,10 @@ def run_eval(args: argparse.Namespace) -> int:
         from metarl.supervised.evaluate import evaluate_checkpoint
 
         rl_only = (args.rollouts, args.physics_threads, args.env, args.finetune_step_sizes)
-        if args.baselines or any(value is not None for value in rl_only):
+        if args.baselines or any(value is not None for value in (*rl_only, args.eval_step_sizes)):
             raise ConfigError(
-                "--baselines, --rollouts, --physics-threads, --finetune-step-sizes and --env "
-                "apply to RL checkpoints; a "
+                "--baselines, --rollouts, --physics-threads, --finetune-step-sizes, "
+                "--eval-step-sizes and --env apply to RL checkpoints; a "
                 "supervised baseline is its own run (algorithm: pretrain, oracle, multitask, "
                 "context): eval its checkpoint"
             )
@@ -125,7 +125,8 @@ def run_eval(args: argparse.Namespace) -> int:
         rollouts=args.rollouts,
         seed=args.seed or 0,
         physics_threads=args.physics_threads,
-        finetune_step_sizes=parse_step_sizes(args.finetune_step_sizes),
+        finetune_step_sizes=parse_step_sizes(args.finetune_step_sizes, "--finetune-step-sizes"),
+        eval_step_sizes=parse_step_sizes(args.eval_step_sizes, "--eval-step-sizes"),
     )
     for key in ("tasks", "rollouts", "physics_threads"):
         value = getattr(args, key)
@@ -264,16 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(stop, "exit_code", 130)  # 143 after SIGTERM (metarl.runtime.StopRequested)
 
 
-def parse_step_sizes(text: str | None) -> list[float] | None:
+def parse_step_sizes(text: str | None, option: str) -> list[float] | None:
     """--finetune-step-sizes 0.002,0.005,0.01 -> [0.002, 0.005, 0.01] (None: not given)."""
     if text is None:
         return None
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
-        raise ConfigError(
-            f"--finetune-step-sizes takes comma-separated numbers, got {text!r}"
-        ) from None
+        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
 
 
 def run() -> None:

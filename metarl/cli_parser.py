@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         "is tuned over (default: the run's finetune_step_sizes)",
     )
     evaluate.add_argument(
+        "--eval-step-sizes",
+        default=None,
+        metavar="LIST",
+        help="RL: comma-separated step sizes of MAML's (and context's) inner steps, step k "
+        "the k-th, the last for further steps (default: the run's eval_step_sizes)",
+    )
+    evaluate.add_argument(
         "--baselines",
         default="",
         metavar="LIST",

@@ -4,8 +4,8 @@ The measure is the paper's (Figures 4 and 5): the average return on new tasks
 after 0, 1, .., K policy-gradient steps, each step on fresh rollouts of the
 current adapted policy (the sampler's inner loop, without a graph). Methods:
 
-- maml: the checkpoint's meta-parameters, inner step k with `eval_step_sizes[k]`
-  (0.1 then 0.05 by default; the last size repeats for further steps).
+- maml: the checkpoint's meta-parameters, inner step k with `eval_step_sizes[k]` (0.1
+  then 0.05 by default, the last repeating; `metarl eval --eval-step-sizes` sets them).
 - pretrained: a policy trained with TRPO on tasks of the whole distribution
   (`algorithm: pretrain`), fine-tuned with a step size tuned on training tasks.
 - random: a freshly initialized policy, fine-tuned with a tuned step size.
@@ -21,7 +21,6 @@ tuning uses tasks from a third stream. Rollout seeds come from the evaluation st
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,7 +84,7 @@ def mean_and_ci95(per_task) -> tuple[np.ndarray, np.ndarray]:
     mean = returns.mean(0)
     if count < 2:
         return mean, np.full_like(mean, np.nan)
-    sem = returns.std(0, ddof=1) / math.sqrt(count)
+    sem = returns.std(0, ddof=1) / np.sqrt(count)
     return mean, scipy.stats.t.ppf(0.975, count - 1) * sem
 
 
@@ -174,7 +173,7 @@ def tune_step_size(
                 seed + TUNING_ROLLOUT_SEED_OFFSET,
             )
         except NonFiniteError:
-            scores[size] = -math.inf
+            scores[size] = -np.inf
             continue
         scores[size] = float(returns[:, 1:].mean())
     return max(scores, key=scores.get), scores
@@ -253,6 +252,7 @@ class EvaluationSettings:
     seed: int = 0
     physics_threads: int | None = None  # None: each method's config's (the same results)
     finetune_step_sizes: list[float] | None = None  # None: each method's config's grid
+    eval_step_sizes: list[float] | None = None  # MAML's and context's steps (None: config's)
 
 
 def run_evaluation(
@@ -280,15 +280,16 @@ def run_evaluation(
 
 def with_overrides(config: TrainConfig, settings: EvaluationSettings) -> TrainConfig:
     """`config` with the evaluation's own settings: local sampling over `physics_threads`
-    (evaluation samples locally, whatever trained) and the `finetune_step_sizes` grid, each
-    validated as the config's own (ConfigError naming the option)."""
+    (evaluation samples locally, whatever trained), the `finetune_step_sizes` grid and the
+    `eval_step_sizes`, each validated as the config's own (ConfigError naming the option)."""
     if settings.physics_threads is not None:
         threads = settings.physics_threads
         changes = {"sampler": "local", "ray_address": None, "physics_threads": threads}
         config = _replaced(config, f"--physics-threads {threads}", changes)
-    if settings.finetune_step_sizes is not None:
-        changes = {"finetune_step_sizes": list(settings.finetune_step_sizes)}
-        config = _replaced(config, "--finetune-step-sizes", changes)
+    for key in ("finetune_step_sizes", "eval_step_sizes"):
+        sizes = getattr(settings, key)
+        if sizes is not None:
+            config = _replaced(config, "--" + key.replace("_", "-"), {key: list(sizes)})
     return config
 
 

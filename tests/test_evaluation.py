@@ -274,3 +274,21 @@ def test_eval_tunes_the_baselines_over_a_given_grid_and_refuses_a_bad_one(
     for bad, why in (("0.1,x", "comma-separated numbers"), ("0.1,-1", "must be > 0")):
         assert main([*args, "--finetune-step-sizes", bad]) == 2
         assert why in capsys.readouterr().err
+
+
+def test_eval_takes_mamls_step_sizes_and_refuses_bad_ones(trained_navigation, tmp_path, capsys):
+    maml, _ = trained_navigation
+    args = ["eval", str(maml), "--tasks", "2", "--steps", "3", "--rollouts", "2"]
+    args += ["--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 0
+    default = json.loads((tmp_path / "eval.json").read_text())["methods"]["maml"]
+    assert default["step_sizes"] == [0.1, 0.05, 0.05]  # the run's eval_step_sizes
+    assert main([*args, "--eval-step-sizes", "0.3,0.02"]) == 0
+    given = json.loads((tmp_path / "eval.json").read_text())["methods"]["maml"]
+    assert given["step_sizes"] == [0.3, 0.02, 0.02]  # step k the k-th, the last repeating
+    assert given["per_task"][0][0] == default["per_task"][0][0]  # the same policy before
+    assert given["per_task"][0][1] != default["per_task"][0][1]  # another step after
+    capsys.readouterr()
+    for bad, why in (("0.1,x", "--eval-step-sizes takes comma-separated"), ("-1", "must be > 0")):
+        assert main([*args, "--eval-step-sizes", bad]) == 2
+        assert why in capsys.readouterr().err
