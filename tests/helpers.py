@@ -101,3 +101,13 @@ def wait_for_rows(run: subprocess.Popen, run_dir: Path, rows: int, timeout: floa
             return
         time.sleep(0.02)
     raise AssertionError(f"no {rows} rows within {timeout} s: {run.communicate()}")
+
+
+# a Navigation2D meta-batch small enough for a benchmark's numbers to be checked in seconds
+TINY_NAVIGATION = [
+    "meta_batch_size=4",
+    "rollouts_per_task=2",
+    "horizon=20",
+    "hidden_sizes=[8,8]",
+    "num_envs=8",
+]

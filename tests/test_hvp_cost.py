@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import load_benchmark
+from helpers import TINY_NAVIGATION, load_benchmark
 
 from metarl.maml_trpo import MetaObjective
 from metarl.policies import policy_params
@@ -15,13 +15,7 @@ ROOT = Path(__file__).parents[1]
 cost = load_benchmark("hvp_cost")
 steps = load_benchmark("hvp_subsample_steps")
 
-TINY = [
-    "meta_batch_size=4",
-    "rollouts_per_task=2",
-    "horizon=20",
-    "hidden_sizes=[8,8]",
-    "num_envs=8",
-]
+TINY = TINY_NAVIGATION
 NAVIGATION = str(ROOT / "configs" / "navigation.yaml")
 
 

@@ -5,18 +5,12 @@ they are other steps, taken from the same meta-batch."""
 from pathlib import Path
 
 import pytest
-from helpers import load_benchmark
+from helpers import TINY_NAVIGATION, load_benchmark
 
 ROOT = Path(__file__).parents[1]
 steps = load_benchmark("hvp_subsample_steps")
 
-TINY = [
-    "meta_batch_size=4",
-    "rollouts_per_task=2",
-    "horizon=20",
-    "hidden_sizes=[8,8]",
-    "num_envs=8",
-]
+TINY = TINY_NAVIGATION
 
 
 def test_a_subsample_of_every_task_takes_exactly_the_full_step():
