@@ -47,8 +47,7 @@ def fastest(function, repeats: int) -> tuple[float, object]:
 
 def chunked_cost(objective: MetaObjective, chunk: int, vector, repeats: int) -> dict:
     """Build and product times of the objective's KL Hessian in chunks of `chunk` tasks."""
-    tasks = objective.data.valid.num_tasks
-    parts = [(len(p) / tasks, objective.restricted(p)) for p in torch.arange(tasks).split(chunk)]
+    parts = objective.chunks(chunk)
     theta = flatten(objective.meta_like).clone().requires_grad_()
 
     def build():

@@ -43,11 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from locomotion_eval import (  # benchmarks/ is first on sys.path
-    CHECKPOINT_FILES,
-    checkpoint_choice,
-    evaluate_group,
-)
+from locomotion_eval import chosen_checkpoints, evaluate_group  # benchmarks/ on sys.path
 from locomotion_forks import fork_from_history
 
 from metarl.config_file import ConfigError, parse_overrides
@@ -218,10 +214,8 @@ def evaluate(args) -> None:
     groups, runs = load_runs()
     for group in selected_groups(groups, args.only):
         members = {r.algorithm: r for r in runs if r.group == group}
-        which = checkpoint_choice(groups[group])
-        missing = [
-            r.name for r in members.values() if not (r.run_dir / CHECKPOINT_FILES[which]).exists()
-        ]
+        chosen = chosen_checkpoints(groups[group], members)
+        missing = [members[role].name for role, path in chosen.items() if not path.exists()]
         unfinished = [r.name for r in members.values() if not r.finished()]
         if missing or (unfinished and not args.partial):
             print(f"{group}: not evaluated (unfinished: {missing or unfinished})")

@@ -29,6 +29,12 @@ def checkpoint_choice(group: dict) -> str:
     return which
 
 
+def chosen_checkpoints(group: dict, members: dict) -> dict[str, Path]:
+    """role -> the checkpoint file of that run the group evaluates (`members`: role -> run)."""
+    which = CHECKPOINT_FILES[checkpoint_choice(group)]
+    return {role: run.run_dir / which for role, run in members.items()}
+
+
 def eval_command(
     group: dict, chosen: dict[str, Path], out: str, tasks: int, physics_threads: int
 ) -> list[str]:
@@ -59,8 +65,7 @@ def evaluate_group(
     """Evaluate the group's runs (`members`: role -> run) and write its JSON."""
     from locomotion_report import stage_name  # (imports matplotlib: only where needed)
 
-    which = checkpoint_choice(group)
-    chosen = {role: run.run_dir / CHECKPOINT_FILES[which] for role, run in members.items()}
+    which, chosen = checkpoint_choice(group), chosen_checkpoints(group, members)
     with tempfile.TemporaryDirectory() as out:
         command = eval_command(group, chosen, out, tasks, physics_threads)
         print(f"{name}: {' '.join(command[2:])}", flush=True)

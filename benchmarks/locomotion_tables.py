@@ -105,18 +105,26 @@ def task_groups(values: np.ndarray, bins: int = 4) -> list[tuple[str, np.ndarray
     ]
 
 
-def task_table(document: dict, names: dict) -> list[str]:
-    """Mean return before → after one step, by the task's parameter (results that record
-    their tasks, each task a single number: a direction, a goal velocity)."""
-    tasks = document.get("task_parameters")
+def parameter_groups(tasks: list | None) -> tuple[str, list] | None:
+    """(the parameter's name, `task_groups` of its values) of tasks that are each a single
+    number (a direction, a goal velocity); None for other tasks, or none recorded."""
     if (
         not tasks
         or len(tasks[0]) != 1
         or not isinstance(next(iter(tasks[0].values())), int | float)
     ):
-        return []
+        return None
     key = next(iter(tasks[0]))
-    groups = task_groups(np.array([task[key] for task in tasks], dtype=float))
+    return key, task_groups(np.array([task[key] for task in tasks], dtype=float))
+
+
+def task_table(document: dict, names: dict) -> list[str]:
+    """Mean return before → after one step, by the task's parameter (results that record
+    their tasks, each task a single number: a direction, a goal velocity)."""
+    grouped = parameter_groups(document.get("task_parameters"))
+    if grouped is None:
+        return []
+    key, groups = grouped
     lines = [
         f"By task: mean return before → after one step, the held-out tasks grouped by `{key}`:",
         "",

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from locomotion_tables import paired_differences, task_groups  # benchmarks/ first on sys.path
+from locomotion_tables import paired_differences, parameter_groups  # benchmarks/ on sys.path
 
 from metarl.evaluation import mean_and_ci95
 
@@ -50,10 +50,10 @@ def by_task(evals: list, reference: str) -> dict:
     for label, path, _, other in evals:
         if other != tasks:
             raise SystemExit(f"{label} ({path}) was evaluated on other tasks than {evals[0][0]}")
-    if len(tasks[0]) != 1:
-        raise SystemExit("tasks with more than one parameter: no grouping by parameter")
-    key = next(iter(tasks[0]))
-    groups = task_groups(np.array([task[key] for task in tasks], dtype=float))
+    grouped = parameter_groups(tasks)
+    if grouped is None:
+        raise SystemExit("tasks that are not a single number each: no grouping by parameter")
+    key, groups = grouped
     returns = {label: values for label, _, values, _ in evals}
     if reference not in returns:
         raise SystemExit(f"--reference {reference!r}: not one of {list(returns)}")

@@ -95,8 +95,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if checkpoint.get("kind") == "supervised":
         from metarl.supervised.evaluate import evaluate_checkpoint
 
-        rl_only = (args.rollouts, args.physics_threads, args.env, args.finetune_step_sizes)
-        if args.baselines or any(value is not None for value in (*rl_only, args.eval_step_sizes)):
+        rl_only = (args.rollouts, args.physics_threads, args.env)
+        rl_only += (args.finetune_step_sizes, args.eval_step_sizes)
+        if args.baselines or any(value is not None for value in rl_only):
             raise ConfigError(
                 "--baselines, --rollouts, --physics-threads, --finetune-step-sizes, "
                 "--eval-step-sizes and --env apply to RL checkpoints; a "

@@ -124,8 +124,8 @@ class MetaObjective:
             old_log_prob=self.old_log_prob[tasks],
         )
 
-    def chunks(self) -> list[tuple[float, MetaObjective]]:
-        """The objective as a weighted sum over chunks of tasks, to bound memory.
+    def chunks(self, per_chunk: int | None = None) -> list[tuple[float, MetaObjective]]:
+        """The objective as a weighted sum over chunks of `per_chunk` tasks, to bound memory.
 
         Mean losses over tasks are sums of (chunk size / tasks) x chunk means, and so
         are their gradients. A chunk's widest activation stays under CHUNK_ELEMENTS
@@ -133,10 +133,12 @@ class MetaObjective:
         speed (HalfCheetahVel at the paper's scale, 40 tasks x 4000 steps: one KL
         gradient took 2.0 s whole and 5.0 s in four chunks of 10 tasks), so the limit
         is high: the paper's configs run in one chunk, bigger meta-batches are split.
+        `per_chunk` None: from that limit (benchmarks/hvp_cost.py gives others).
         """
         num_tasks, steps = self.data.valid.step_mask.shape
-        widest = max(p.shape[-2] for n, p in self.like.items() if n.endswith("weight"))
-        per_chunk = max(1, CHUNK_ELEMENTS // (steps * widest))
+        if per_chunk is None:
+            widest = max(p.shape[-2] for n, p in self.like.items() if n.endswith("weight"))
+            per_chunk = max(1, CHUNK_ELEMENTS // (steps * widest))
         if per_chunk >= num_tasks:
             return [(1.0, self)]
         return [
